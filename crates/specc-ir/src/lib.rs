@@ -1,0 +1,35 @@
+//! specc's intermediate representation: a typed tensor graph over a closed
+//! set of primitive ops chosen close to XLA HLO.
+//!
+//! * [`types`]: dtypes, symbolic or static dims, tensor types.
+//! * [`op`]: the op set and its semantics (read its module doc).
+//! * [`GraphBuilder`]: the one checked way to add nodes; [`Graph::rewrite`]
+//!   rebuilds a graph through it.
+//! * [`verify`]: the written-down invariants.
+//! * [`analysis`]: reachability and dead-code removal (petgraph).
+//! * Text dump (`Display` for [`Graph`]) and bincode encoding
+//!   ([`Graph::to_bytes`], [`Graph::from_bytes`]).
+//!
+//! Architecture Invariant: this crate knows nothing of ONNX, XLA, burn or
+//! Neuron. It depends only on serde, bincode, petgraph and thiserror.
+
+pub mod analysis;
+mod builder;
+mod error;
+mod graph;
+pub mod infer;
+mod literal;
+pub mod op;
+pub mod semantics;
+mod serialize;
+pub mod text;
+pub mod types;
+pub mod verify;
+
+pub use builder::{Copy, GraphBuilder, Rewrite};
+pub use error::IrError;
+pub use graph::{Graph, GraphOutput, Node, NodeId, WeightDecl};
+pub use literal::{Literal, LiteralData, LiteralError};
+pub use op::{BinaryOp, CompareDir, DotDims, Op, ReduceOp, UnaryOp};
+pub use serialize::FORMAT_VERSION;
+pub use types::{DType, Dim, Shape, TensorType};
