@@ -155,6 +155,9 @@ pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<T
         Op::Convert { to } => Ok(TensorType::new(*to, t(0).shape.clone())),
         Op::Dot { dims } => infer_dot(dims, t(0), t(1)),
         Op::Reduce { axes, .. } => {
+            if t(0).dtype == DType::Bool {
+                return fail("reduce of pred");
+            }
             check_axes(axes, t(0).rank(), "reduce")?;
             if axes.windows(2).any(|w| w[0] >= w[1]) {
                 return fail(format!("reduce axes must be sorted: {axes:?}"));

@@ -25,6 +25,7 @@ mod serialize;
 pub mod text;
 pub mod types;
 pub mod verify;
+mod weights;
 
 pub use builder::{Copy, GraphBuilder, Rewrite};
 pub use error::IrError;
@@ -33,3 +34,4 @@ pub use literal::{Literal, LiteralData, LiteralError};
 pub use op::{BinaryOp, CompareDir, DotDims, Op, ReduceOp, UnaryOp};
 pub use serialize::FORMAT_VERSION;
 pub use types::{DType, Dim, Shape, TensorType};
+pub use weights::{WeightBytes, WeightEntry, WeightStore};

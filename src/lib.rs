@@ -1,0 +1,4 @@
+//! The `specc` command-line tool's library: what the subcommands do, so that
+//! tests drive the same code as users.
+
+pub mod tensor_io;

@@ -1,0 +1,76 @@
+//! Named tensors in safetensors files, as host literals.
+//!
+//! safetensors is what `specc eval` reads and writes, and what the fixture
+//! references are stored in, so that any runtime (onnxruntime, PyTorch, XLA)
+//! can be compared with specc without Python on this side.
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use specc_ir::{DType, Literal, LiteralData};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TensorIoError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("{path} is not a valid safetensors file: {detail}")]
+    Format { path: String, detail: String },
+    #[error("{path}: tensor `{name}` has dtype {dtype:?}; specc reads F32, I32, I64 and BOOL")]
+    Dtype { path: String, name: String, dtype: Dtype },
+}
+
+fn dtype_of(d: Dtype) -> Option<DType> {
+    match d {
+        Dtype::F32 => Some(DType::F32),
+        Dtype::I32 => Some(DType::I32),
+        Dtype::I64 => Some(DType::I64),
+        Dtype::BOOL => Some(DType::Bool),
+        _ => None,
+    }
+}
+
+/// Every tensor of a safetensors file, sorted by name.
+pub fn read(path: &Path) -> Result<Vec<(String, Literal)>, TensorIoError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| TensorIoError::Read { path: shown.clone(), source })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| TensorIoError::Format { path: shown.clone(), detail: e.to_string() })?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let dtype = dtype_of(view.dtype())
+            .ok_or_else(|| TensorIoError::Dtype { path: shown.clone(), name: name.clone(), dtype: view.dtype() })?;
+        let lit = specc_onnx::proto::literal_from_le(dtype, view.shape().to_vec(), view.data());
+        out.push((name, lit));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn le_bytes(l: &Literal) -> (Dtype, Vec<u8>) {
+    match &l.data {
+        LiteralData::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        LiteralData::I32(v) => (Dtype::I32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        LiteralData::I64(v) => (Dtype::I64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        LiteralData::Bool(v) => (Dtype::BOOL, v.iter().map(|&x| x as u8).collect()),
+    }
+}
+
+/// Writes tensors atomically (a temporary file renamed into place).
+pub fn write(path: &Path, tensors: &[(String, Literal)]) -> Result<(), TensorIoError> {
+    let shown = path.display().to_string();
+    let data: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, l)| {
+            let (d, b) = le_bytes(l);
+            (n.clone(), d, l.shape.clone(), b)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = data
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("consistent view")))
+        .collect();
+    let bytes = safetensors::serialize(views, None).map_err(|e| TensorIoError::Format { path: shown.clone(), detail: e.to_string() })?;
+    let tmp = path.with_extension("safetensors.partial");
+    std::fs::write(&tmp, bytes).map_err(|source| TensorIoError::Write { path: shown.clone(), source })?;
+    std::fs::rename(&tmp, path).map_err(|source| TensorIoError::Write { path: shown, source })
+}
