@@ -334,26 +334,9 @@ fn eval<B: Backend>(op: &Op, mut a: Vec<Value<B>>, env: &Env, device: &B::Device
             }
             Op::DynSlice { axes, steps } => {
                 let (starts, ends) = (host_i64(&a[1]), host_i64(&a[2]));
-                let mut x = a.remove(0);
-                let shape = x.shape();
-                let (mut st, mut lim, mut str) = (vec![0; shape.len()], shape.clone(), vec![1; shape.len()]);
-                let mut flip = Vec::new();
-                for (j, &ax) in axes.iter().enumerate() {
-                    let s = semantics::onnx_slice_axis(shape[ax], starts[j], ends[j], steps[j]).map_err(|e| e.0)?;
-                    let step = s.step.unsigned_abs() as usize;
-                    if s.count == 0 {
-                        (st[ax], lim[ax], str[ax]) = (0, 0, 1);
-                    } else if s.step > 0 {
-                        (st[ax], lim[ax], str[ax]) = (s.start, s.start + (s.count - 1) * step + 1, step);
-                    } else {
-                        // Walk backwards: take the same elements forwards, then reverse.
-                        let first = s.start - (s.count - 1) * step;
-                        (st[ax], lim[ax], str[ax]) = (first, s.start + 1, step);
-                        flip.push(ax);
-                    }
-                }
-                x = k::slice(x, &st, &lim, &str);
-                k::reverse(x, &flip)
+                let x = a.remove(0);
+                let sl = semantics::onnx_slice_static(&x.shape(), axes, &starts, &ends, steps).map_err(|e| e.0)?;
+                k::reverse(k::slice(x, &sl.starts, &sl.limits, &sl.strides), &sl.reverse)
             }
         })
 }

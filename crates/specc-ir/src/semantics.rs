@@ -116,6 +116,59 @@ pub fn onnx_slice_axis(dim: usize, start: i64, end: i64, step: i64) -> Result<Sl
     Ok(SliceAxis { start: s.max(0) as usize, count: count as usize, step })
 }
 
+/// A static ONNX-style slice of a tensor of static `shape`: per-dim starts,
+/// limits and strides for a forward strided slice, and the axes to reverse
+/// afterwards (for negative steps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticSlice {
+    pub starts: Vec<usize>,
+    pub limits: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub reverse: Vec<usize>,
+}
+
+impl StaticSlice {
+    /// Whether the slice takes the whole tensor unchanged.
+    pub fn is_identity(&self, shape: &[usize]) -> bool {
+        self.reverse.is_empty()
+            && self.starts.iter().all(|&s| s == 0)
+            && self.limits == shape
+            && self.strides.iter().all(|&s| s == 1)
+    }
+}
+
+pub fn onnx_slice_static(
+    shape: &[usize],
+    axes: &[usize],
+    starts: &[i64],
+    ends: &[i64],
+    steps: &[i64],
+) -> Result<StaticSlice, SemanticsError> {
+    let mut out = StaticSlice {
+        starts: vec![0; shape.len()],
+        limits: shape.to_vec(),
+        strides: vec![1; shape.len()],
+        reverse: Vec::new(),
+    };
+    for (j, &a) in axes.iter().enumerate() {
+        let s = onnx_slice_axis(shape[a], starts[j], ends[j], steps[j])?;
+        let step = s.step.unsigned_abs() as usize;
+        let (st, lim) = if s.count == 0 {
+            (0, 0)
+        } else if s.step > 0 {
+            (s.start, s.start + (s.count - 1) * step + 1)
+        } else {
+            // Walk backwards: take the same elements forwards, then reverse.
+            out.reverse.push(a);
+            (s.start - (s.count - 1) * step, s.start + 1)
+        };
+        out.starts[a] = st;
+        out.limits[a] = lim;
+        out.strides[a] = if s.count == 0 { 1 } else { step };
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

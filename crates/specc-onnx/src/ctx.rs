@@ -199,27 +199,14 @@ impl Ctx {
 
     /// Slices `x` on `axes` with ONNX semantics, static when it can be.
     pub fn onnx_slice(&mut self, x: NodeId, axes: &[usize], starts: &[i64], ends: &[i64], steps: &[i64]) -> LResult<NodeId> {
-        let dims = self.dims(x);
-        let statically = axes.iter().all(|&a| dims[a].fixed().is_some()) && self.ty(x).shape.is_static();
-        if statically {
-            let shape: Vec<usize> = dims.iter().map(|d| d.fixed().expect("static")).collect();
-            let (mut st, mut lim, mut str) = (vec![0; shape.len()], shape.clone(), vec![1; shape.len()]);
-            let mut flip = Vec::new();
-            for (j, &a) in axes.iter().enumerate() {
-                let s = specc_ir::semantics::onnx_slice_axis(shape[a], starts[j], ends[j], steps[j]).map_err(|e| self.err(e.0))?;
-                let step = s.step.unsigned_abs() as usize;
-                if s.count == 0 {
-                    (st[a], lim[a], str[a]) = (0, 0, 1);
-                } else if s.step > 0 {
-                    (st[a], lim[a], str[a]) = (s.start, s.start + (s.count - 1) * step + 1, step);
-                } else {
-                    (st[a], lim[a], str[a]) = (s.start - (s.count - 1) * step, s.start + 1, step);
-                    flip.push(a);
-                }
+        if let Some(shape) = self.ty(x).shape.as_fixed() {
+            let sl = specc_ir::semantics::onnx_slice_static(&shape, axes, starts, ends, steps).map_err(|e| self.err(e.0))?;
+            if sl.is_identity(&shape) {
+                return Ok(x);
             }
-            let full = st.iter().all(|&s| s == 0) && lim == shape && str.iter().all(|&s| s == 1);
-            let y = if full { x } else { self.add(Op::Slice { starts: st, limits: lim, strides: str }, &[x])? };
-            return if flip.is_empty() { Ok(y) } else { self.add(Op::Reverse { axes: flip }, &[y]) };
+            let reverse = sl.reverse.clone();
+            let y = self.add(Op::Slice { starts: sl.starts, limits: sl.limits, strides: sl.strides }, &[x])?;
+            return if reverse.is_empty() { Ok(y) } else { self.add(Op::Reverse { axes: reverse }, &[y]) };
         }
         let s = self.constant(Literal::vec_i64(starts.to_vec()))?;
         let e = self.constant(Literal::vec_i64(ends.to_vec()))?;

@@ -1,1 +1,18 @@
+//! Graph passes, above all specialization: binding symbolic dims to numbers
+//! and folding until every shape is static and no shape arithmetic is left,
+//! as XLA HLO (and so Trainium) requires.
+//!
+//! Passes are rewrites through the IR's checked builder (`Graph::rewrite`),
+//! so every rebuilt node is re-inferred and checked; `specialize` runs them
+//! to a fixpoint and then checks the static invariants
+//! (`verify::verify_static`).
+//!
+//! Architecture Invariant: constant folding evaluates ops with the
+//! reference interpreter's kernels (`specc_interp::fold`), never with
+//! arithmetic of its own.
 
+mod cse;
+mod specialize;
+
+pub use cse::cse;
+pub use specialize::{Bindings, OptError, Report, fold, specialize};
