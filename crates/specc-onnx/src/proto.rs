@@ -203,3 +203,16 @@ impl<'a> Attrs<'a> {
         self.get(name).and_then(|a| a.t.as_ref())
     }
 }
+
+/// Reads a serialized `TensorProto` file (the `.pb` files of ONNX test
+/// cases) as a literal.
+pub fn read_tensor_file(path: &Path) -> Result<Literal, ImportError> {
+    use onnx_ir::Message;
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: shown.clone(), source })?;
+    let t = TensorProto::parse_from_bytes(&bytes).map_err(|e| ImportError::NotOnnx { path: shown, detail: e.to_string() })?;
+    match tensor_value(&t, path.parent(), true)? {
+        TensorValue::Literal(l) => Ok(l),
+        TensorValue::Weight(..) => unreachable!("keep_inline gives literals"),
+    }
+}

@@ -15,4 +15,4 @@ mod cse;
 mod specialize;
 
 pub use cse::cse;
-pub use specialize::{Bindings, OptError, Report, fold, specialize};
+pub use specialize::{Bindings, OptError, Report, fold, freeze_inputs, specialize};

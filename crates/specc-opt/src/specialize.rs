@@ -310,3 +310,53 @@ pub fn specialize(g: &Graph, bindings: &Bindings) -> Result<(Graph, Report), Opt
     report.nodes_after = cur.len();
     Ok((cur, report))
 }
+
+struct Freeze<'a> {
+    /// New parameter id -> its fixed value.
+    values: HashMap<NodeId, &'a Literal>,
+    made: HashMap<NodeId, NodeId>,
+    names: &'a [(&'a str, Literal)],
+}
+
+impl Rewrite for Freeze<'_> {
+    fn node(&mut self, b: &mut GraphBuilder, old: &Node, operands: &[NodeId]) -> Result<NodeId, IrError> {
+        if self.values.is_empty() {
+            for (name, lit) in self.names {
+                if let Some((_, id)) = b.graph().param_by_name(name) {
+                    self.values.insert(id, lit);
+                }
+            }
+        }
+        let mut ops = operands.to_vec();
+        for o in ops.iter_mut() {
+            if let Some(lit) = self.values.get(o) {
+                let c = match self.made.get(o) {
+                    Some(&c) => c,
+                    None => {
+                        let c = b.constant(format!("{}#frozen", b.graph().node(*o).name), (*lit).clone())?;
+                        self.made.insert(*o, c);
+                        c
+                    }
+                };
+                *o = c;
+            }
+        }
+        b.add(old.name.clone(), old.op.clone(), &ops)
+    }
+}
+
+/// Replaces every use of the named inputs by their given values (the inputs
+/// stay in the interface, unused), so that shapes given as data can fold.
+pub fn freeze_inputs(g: &Graph, values: &[(&str, Literal)]) -> Result<Graph, OptError> {
+    for (name, lit) in values {
+        let (_, p) = g.param_by_name(name).ok_or_else(|| OptError::UnknownDim {
+            name: name.to_string(),
+            known: "(no such input)".into(),
+        })?;
+        if g.ty(p).dtype != lit.dtype() || g.ty(p).rank() != lit.shape.len() {
+            return Err(OptError::Fold { node: name.to_string(), op: "parameter", message: format!("value {} does not fit {}", lit.ty(), g.ty(p)) });
+        }
+    }
+    let mut f = Freeze { values: HashMap::new(), made: HashMap::new(), names: values };
+    Ok(g.rewrite(&mut f)?)
+}
