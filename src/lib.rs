@@ -1,4 +1,5 @@
 //! The `specc` command-line tool's library: what the subcommands do, so that
 //! tests drive the same code as users.
 
+pub mod commands;
 pub mod tensor_io;

@@ -16,9 +16,11 @@
 mod ctx;
 mod error;
 mod import;
+mod inspect;
 mod ops;
 pub mod proto;
 
 pub use error::{ImportError, UnsupportedOp};
 pub use import::{Model, ModelInfo, import_file, import_model, parse_bytes, read_model, unsupported_ops};
+pub use inspect::inspect_report;
 pub use ops::SUPPORTED;

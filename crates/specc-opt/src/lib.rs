@@ -12,6 +12,7 @@
 //! arithmetic of its own.
 
 mod cse;
+mod dim_expr;
 mod specialize;
 
 pub use cse::cse;

@@ -34,6 +34,27 @@ impl Bindings {
         self
     }
 
+    /// Adds the dims among `known` whose names are formulas over bound dims
+    /// (`past_sequence_length + sequence_length`); a formula dim bound by
+    /// hand must agree with its formula.
+    pub fn completed(&self, known: &[String]) -> Result<Bindings, OptError> {
+        let mut out = self.clone();
+        for k in known {
+            if let Some(v) = crate::dim_expr::eval(k, &self.0) {
+                let v = usize::try_from(v).map_err(|_| OptError::UnknownDim { name: k.clone(), known: format!("its formula gives {v}") })?;
+                match self.0.get(k) {
+                    Some(&given) if given != v => {
+                        return Err(OptError::UnknownDim { name: k.clone(), known: format!("bound to {given}, but its formula gives {v}") });
+                    }
+                    _ => {
+                        out.0.insert(k.clone(), v);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Binds every named dim of the graph inputs from concrete input shapes
     /// (inputs named as the graph's parameters).
     pub fn from_shapes(g: &Graph, shapes: &[(&str, &[usize])]) -> Result<Bindings, String> {
@@ -278,6 +299,7 @@ fn shape_ops(g: &Graph) -> usize {
 /// says which node is not and which dims are unbound.
 pub fn specialize(g: &Graph, bindings: &Bindings) -> Result<(Graph, Report), OptError> {
     let known = g.input_symbols();
+    let bindings = &bindings.completed(&known)?;
     for name in bindings.0.keys() {
         if !known.contains(name) {
             let known = if known.is_empty() { "(none: the model is static)".to_string() } else { known.join(", ") };

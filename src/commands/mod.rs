@@ -1,0 +1,18 @@
+//! The subcommands. Each returns what it would print, so tests can check
+//! the text users see.
+
+pub mod eval;
+pub mod inspect;
+
+/// Parses repeated `--dim name=value` flags.
+pub fn parse_dims(dims: &[String]) -> Result<specc_opt::Bindings, String> {
+    let mut b = specc_opt::Bindings::new();
+    for d in dims {
+        let (n, v) = specc_opt::Bindings::parse_one(d)?;
+        if b.0.insert(n.clone(), v).is_some() {
+            return Err(format!("--dim {n} is given twice"));
+        }
+    }
+    Ok(b)
+}
+
