@@ -153,3 +153,22 @@ fn greedy_continuation_matches_onnxruntime_specialized() {
         greedy(arch, true);
     }
 }
+
+/// burn-ndarray (the design card's backend) runs the same graphs to the
+/// same tolerance.
+#[test]
+fn ndarray_backend_matches_onnxruntime_too() {
+    for arch in ARCHS {
+        let dir = fixture(arch);
+        let m = specc_onnx::import_file(&dir.join("with_past/model.onnx")).unwrap();
+        let s = Session::<specc_interp::NdArray>::new(m.graph, &m.weights, Default::default()).unwrap();
+        let inputs = read(&dir.join("reference/prefill.in.safetensors"));
+        let want = read(&dir.join("reference/prefill.out.safetensors"));
+        let named: Vec<(&str, &Literal)> = inputs.iter().map(|(n, l)| (n.as_str(), l)).collect();
+        let got = s.run_named(&named).unwrap();
+        for (name, w) in &want {
+            let g = &got.iter().find(|(n, _)| n == name).unwrap().1;
+            compare(&format!("{arch} prefill {name} (ndarray)"), g, w, TOL).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! The reference interpreter: executes specc IR exactly, on any burn
-//! backend (`burn-ndarray` by default; `burn-flex` runs the same code).
+//! backend (`burn-flex` by default, `burn-ndarray` runs the same code and
+//! the tests compare the two).
 //!
 //! It is the oracle the rest of specc is checked against (HLO on XLA, the
 //! speculative executor), so it implements the IR's semantics as written in
@@ -15,15 +16,19 @@ pub mod kernels;
 mod session;
 mod value;
 
-pub use session::{InterpError, Session, fold, output_index};
+pub use session::{InterpError, Profile, Session, fold, output_index};
 pub use value::Value;
 
-/// The default CPU backend.
+/// The default CPU backend: burn-flex. On the fixtures it runs a decode
+/// step about 10x faster than burn-ndarray (see BENCHMARKS.md), mostly
+/// because its matmul does not repack the weight for every call.
+pub type Cpu = burn_flex::Flex;
+
+/// burn-ndarray, the design card's backend; the tests run both and compare.
 #[allow(deprecated)]
-pub type Cpu = burn_ndarray::NdArray;
+pub type NdArray = burn_ndarray::NdArray;
 
 /// The default device of [`Cpu`].
-#[allow(deprecated)]
 pub fn cpu_device() -> <Cpu as burn_backend::BackendTypes>::Device {
     Default::default()
 }

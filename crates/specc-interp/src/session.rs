@@ -99,6 +99,15 @@ impl Env {
     }
 }
 
+/// Time spent per op name: (node count, total time).
+#[derive(Debug, Default, Clone)]
+pub struct Profile {
+    pub by_op: std::collections::BTreeMap<&'static str, (usize, std::time::Duration)>,
+}
+
+/// burn-ndarray's highest rank.
+pub const MAX_RANK: usize = 6;
+
 pub struct Session<B: Backend> {
     graph: Graph,
     device: B::Device,
@@ -164,6 +173,12 @@ impl<B: Backend> Session<B> {
     /// Runs with device values in parameter order; returns the outputs in
     /// order.
     pub fn run(&self, inputs: Vec<Value<B>>) -> Result<Vec<Value<B>>, InterpError> {
+        self.run_profiled(inputs, None)
+    }
+
+    /// [`Session::run`], adding each node's wall time to `profile` (by op
+    /// name) when given.
+    pub fn run_profiled(&self, inputs: Vec<Value<B>>, mut profile: Option<&mut Profile>) -> Result<Vec<Value<B>>, InterpError> {
         let g = &self.graph;
         if inputs.len() != g.params().len() {
             return Err(InterpError::InputCount { expected: g.params().len(), got: inputs.len() });
@@ -189,12 +204,21 @@ impl<B: Backend> Session<B> {
                 continue;
             }
             let kernel_err = |message: String| InterpError::Kernel { node: node.name.clone(), op: node.op.name(), message };
+            if node.ty.rank() > MAX_RANK {
+                return Err(kernel_err(format!("rank {} is beyond the interpreter's limit of {MAX_RANK}", node.ty.rank())));
+            }
             let args: Vec<Value<B>> = node
                 .operands
                 .iter()
                 .map(|o| slots[o.index()].clone().expect("operands are computed before users"))
                 .collect();
+            let started = profile.is_some().then(std::time::Instant::now);
             let v = eval(&node.op, args, &env, &self.device, &self.weights).map_err(kernel_err)?;
+            if let (Some(p), Some(t)) = (profile.as_deref_mut(), started) {
+                let e = p.by_op.entry(node.op.name()).or_default();
+                e.0 += 1;
+                e.1 += t.elapsed();
+            }
             let shape = v.shape();
             if v.dtype() != node.ty.dtype || shape.len() != node.ty.rank() {
                 return Err(kernel_err(format!("produced {}{:?}, its type says {}", v.dtype(), shape, node.ty)));

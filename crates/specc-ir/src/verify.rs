@@ -163,3 +163,42 @@ pub fn verify_static(g: &Graph) -> Result<(), VerifyError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DType, DotDims, GraphBuilder, Op, Shape, TensorType, UnaryOp};
+
+    fn tiny() -> Graph {
+        let mut b = GraphBuilder::new("tiny");
+        let x = b.parameter("x", TensorType::new(DType::F32, Shape(vec![Dim::sym("batch"), Dim::Fixed(4)]))).unwrap();
+        let w = b.weight("w", TensorType::fixed(DType::F32, &[4, 3])).unwrap();
+        let dims = DotDims { lhs_contract: vec![1], rhs_contract: vec![0], ..Default::default() };
+        let y = b.add("/MatMul", Op::Dot { dims }, &[x, w]).unwrap();
+        let e = b.add("/Exp", Op::Unary { op: UnaryOp::Exp }, &[y]).unwrap();
+        b.output("y", e).unwrap();
+        b.finish().unwrap()
+    }
+
+    fn rule_broken_by(edit: impl Fn(&mut Graph)) -> &'static str {
+        let mut g = tiny();
+        edit(&mut g);
+        // A tampered graph is refused on decoding too.
+        assert!(Graph::from_bytes(&g.to_bytes()).is_err());
+        verify(&g).unwrap_err().rule
+    }
+
+    #[test]
+    fn each_invariant_is_checked() {
+        assert_eq!(rule_broken_by(|g| g.nodes[3].ty = TensorType::fixed(DType::F32, &[7, 3])), "types");
+        assert_eq!(rule_broken_by(|g| g.nodes[2].operands[0] = NodeId(3)), "topological arena");
+        assert_eq!(rule_broken_by(|g| g.nodes[3].operands.push(NodeId(0))), "arity");
+        assert_eq!(rule_broken_by(|g| g.params.clear()), "parameters");
+        assert_eq!(rule_broken_by(|g| g.nodes[1].ty = TensorType::fixed(DType::F32, &[4, 4])), "weights");
+        assert_eq!(rule_broken_by(|g| g.outputs[0].node = NodeId(40)), "outputs");
+        assert_eq!(
+            rule_broken_by(|g| g.nodes[3].op = Op::Constant { value: crate::Literal { shape: vec![2], data: crate::LiteralData::F32(vec![1.0]) } }),
+            "literals"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Write the small malformed or unsupported ONNX models of graphs/bad/.
+
+Each file is a minimal, hand-built graph that exercises one error path of
+specc's importer (see tests/bad_input.rs). Regenerate with the fixtures venv:
+
+    .venv-fixtures/bin/python tools/make_bad_models.py
+"""
+
+import pathlib
+
+import onnx
+from onnx import TensorProto, helper
+
+OUT = pathlib.Path(__file__).resolve().parent.parent / "graphs" / "bad"
+
+
+def vi(name, shape, elem=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def save(model, name):
+    OUT.mkdir(parents=True, exist_ok=True)
+    # No checker here: some of these models are invalid on purpose.
+    onnx.save(model, OUT / name)
+    print("wrote", OUT / name)
+
+
+def opset(graph, version=17, extra=()):
+    return helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", version), *extra],
+        producer_name="specc tools/make_bad_models.py",
+    )
+
+
+def unsupported_ops():
+    """Two TopK nodes, one Erf and one com.microsoft op: none supported."""
+    nodes = [
+        helper.make_node("Erf", ["x"], ["e"], name="erf_1"),
+        helper.make_node("TopK", ["e", "k"], ["v1", "i1"], name="topk_a"),
+        helper.make_node("TopK", ["v1", "k"], ["v2", "i2"], name="topk_b"),
+        helper.make_node("FastGelu", ["v2"], ["y"], name="gelu_ms", domain="com.microsoft"),
+    ]
+    k = helper.make_tensor("k", TensorProto.INT64, [1], [2])
+    g = helper.make_graph(nodes, "unsupported", [vi("x", [1, 8])], [vi("y", [1, 2])], initializer=[k])
+    save(opset(g, extra=[helper.make_opsetid("com.microsoft", 1)]), "unsupported_ops.onnx")
+
+
+def dangling_edge():
+    """A node reads `ghost`, which nothing defines."""
+    nodes = [helper.make_node("Add", ["x", "ghost"], ["y"], name="add_ghost")]
+    g = helper.make_graph(nodes, "dangling", [vi("x", [2])], [vi("y", [2])])
+    save(opset(g), "dangling_edge.onnx")
+
+
+def missing_node_input():
+    """MatMul with only one of its two required inputs."""
+    nodes = [helper.make_node("MatMul", ["x"], ["y"], name="matmul_half")]
+    g = helper.make_graph(nodes, "missing", [vi("x", [2, 2])], [vi("y", [2, 2])])
+    save(opset(g), "missing_node_input.onnx")
+
+
+def two_inputs():
+    """A valid model with two inputs, for the missing-input-at-run-time test."""
+    nodes = [helper.make_node("Add", ["a", "b"], ["y"], name="add")]
+    g = helper.make_graph(nodes, "two_inputs", [vi("a", ["n"]), vi("b", ["n"])], [vi("y", ["n"])])
+    save(opset(g), "two_inputs.onnx")
+
+
+if __name__ == "__main__":
+    unsupported_ops()
+    dangling_edge()
+    missing_node_input()
+    two_inputs()
