@@ -34,11 +34,15 @@ fn dtype_of(d: Dtype) -> Option<DType> {
 pub fn read(path: &Path) -> Result<Vec<(String, Literal)>, TensorIoError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| TensorIoError::Read { path: shown.clone(), source })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| TensorIoError::Format { path: shown.clone(), detail: e.to_string() })?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| TensorIoError::Format { path: shown.clone(), detail: e.to_string() })?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
-        let dtype = dtype_of(view.dtype())
-            .ok_or_else(|| TensorIoError::Dtype { path: shown.clone(), name: name.clone(), dtype: view.dtype() })?;
+        let dtype = dtype_of(view.dtype()).ok_or_else(|| TensorIoError::Dtype {
+            path: shown.clone(),
+            name: name.clone(),
+            dtype: view.dtype(),
+        })?;
         let lit = specc_onnx::proto::literal_from_le(dtype, view.shape().to_vec(), view.data());
         out.push((name, lit));
     }
@@ -69,7 +73,11 @@ pub fn write(path: &Path, tensors: &[(String, Literal)]) -> Result<(), TensorIoE
         .iter()
         .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("consistent view")))
         .collect();
-    let bytes = safetensors::serialize(views, None).map_err(|e| TensorIoError::Format { path: shown.clone(), detail: e.to_string() })?;
+    let bytes = safetensors::serialize(views, None)
+        .map_err(|e| TensorIoError::Format { path: shown.clone(), detail: e.to_string() })?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| TensorIoError::Write { path: shown.clone(), source })?;
+    }
     let tmp = path.with_extension("safetensors.partial");
     std::fs::write(&tmp, bytes).map_err(|source| TensorIoError::Write { path: shown.clone(), source })?;
     std::fs::rename(&tmp, path).map_err(|source| TensorIoError::Write { path: shown, source })

@@ -62,7 +62,8 @@ fn missing_file_names_the_path() {
 fn every_unsupported_op_is_listed_with_its_nodes() {
     let e = import_err(&bad("unsupported_ops.onnx"));
     let ImportError::UnsupportedOps(ops) = &e else { panic!("{e:?}") };
-    let listed: Vec<(&str, Vec<&str>)> = ops.iter().map(|o| (o.op_type.as_str(), o.nodes.iter().map(String::as_str).collect())).collect();
+    let listed: Vec<(&str, Vec<&str>)> =
+        ops.iter().map(|o| (o.op_type.as_str(), o.nodes.iter().map(String::as_str).collect())).collect();
     assert_eq!(listed, vec![("Erf", vec!["erf_1"]), ("TopK", vec!["topk_a", "topk_b"]), ("FastGelu", vec!["gelu_ms"])]);
     let text = e.to_string();
     assert!(text.contains("com.microsoft::FastGelu") && text.contains("topk_a, topk_b"), "{text}");
@@ -102,7 +103,14 @@ fn running_without_a_required_input() {
 fn eval_cli_reports_errors_without_panicking() {
     let exe = env!("CARGO_BIN_EXE_specc");
     let out = std::process::Command::new(exe)
-        .args(["eval", bad("unsupported_ops.onnx").to_str().unwrap(), "--inputs", "x.safetensors", "--output", "y.safetensors"])
+        .args([
+            "eval",
+            bad("unsupported_ops.onnx").to_str().unwrap(),
+            "--inputs",
+            "x.safetensors",
+            "--output",
+            "y.safetensors",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

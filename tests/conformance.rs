@@ -31,7 +31,10 @@ fn ensure_cases() -> PathBuf {
             .arg(common::repo().join("tools/fetch_onnx_conformance.py"))
             .status()
             .expect("running python3 tools/fetch_onnx_conformance.py");
-        assert!(status.success(), "could not fetch the ONNX conformance cases (python3 tools/fetch_onnx_conformance.py failed)");
+        assert!(
+            status.success(),
+            "could not fetch the ONNX conformance cases (python3 tools/fetch_onnx_conformance.py failed)"
+        );
     }
     dir
 }
@@ -69,7 +72,12 @@ fn close(got: &Literal, want: &Literal) -> Result<(), String> {
     Ok(())
 }
 
-fn run(graph: specc_ir::Graph, weights: &specc_ir::WeightStore, inputs: &[Literal], outputs: &[Literal]) -> Result<(), String> {
+fn run(
+    graph: specc_ir::Graph,
+    weights: &specc_ir::WeightStore,
+    inputs: &[Literal],
+    outputs: &[Literal],
+) -> Result<(), String> {
     let s = Session::<Cpu>::new(graph, weights, cpu_device()).map_err(|e| e.to_string())?;
     let names: Vec<String> = s.graph().params().iter().map(|&p| s.graph().node(p).name.clone()).collect();
     if names.len() != inputs.len() {
@@ -94,7 +102,8 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let outputs: Vec<Literal> = numbered(&data, "output_").iter().map(|p| read_pb(p)).collect::<Result<_, _>>()?;
     run(m.graph.clone(), &m.weights, &inputs, &outputs).map_err(|e| format!("as imported: {e}"))?;
     let names: Vec<String> = m.graph.params().iter().map(|&p| m.graph.node(p).name.clone()).collect();
-    let shapes: Vec<(&str, &[usize])> = names.iter().map(String::as_str).zip(inputs.iter().map(|l| l.shape.as_slice())).collect();
+    let shapes: Vec<(&str, &[usize])> =
+        names.iter().map(String::as_str).zip(inputs.iter().map(|l| l.shape.as_slice())).collect();
     let b = specc_opt::Bindings::from_shapes(&m.graph, &shapes)?;
     let g = match specc_opt::specialize(&m.graph, &b) {
         Ok((g, _)) => g,
@@ -124,10 +133,17 @@ fn reason(e: &str) -> String {
 fn onnx_node_conformance() {
     let root = ensure_cases();
     let mut cases: Vec<(String, Vec<String>)> = Vec::new();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("model.onnx").exists()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("model.onnx").exists())
+        .collect();
     dirs.sort();
     for d in &dirs {
-        let Ok(model) = specc_onnx::read_model(&d.join("model.onnx")) else { continue };
+        let Ok(model) = specc_onnx::read_model(&d.join("model.onnx")) else {
+            continue;
+        };
         let ops: Vec<String> = model.graph.node.iter().map(|n| n.op_type.clone()).collect();
         // The cases of the ops specc imports: every node's op is one of them.
         if !ops.is_empty() && ops.iter().all(|o| specc_onnx::SUPPORTED.contains(&o.as_str())) {
@@ -139,7 +155,11 @@ fn onnx_node_conformance() {
     for (name, _) in &cases {
         let dir = root.join(name);
         let r = std::panic::catch_unwind(|| run_case(&dir)).unwrap_or_else(|p| {
-            let msg = p.downcast_ref::<String>().cloned().or(p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or(p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
             Err(format!("PANIC: {msg}"))
         });
         outcomes.insert(name.clone(), r);
@@ -178,7 +198,8 @@ fn onnx_node_conformance() {
         std::fs::write(&file, format!("{header}{rendered}")).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e} (create it with SPECC_BLESS=1)", file.display()));
+    let expected = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e} (create it with SPECC_BLESS=1)", file.display()));
     let mut want: BTreeMap<String, bool> = BTreeMap::new();
     for line in expected.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let mut parts = line.splitn(3, ' ');
@@ -190,7 +211,9 @@ fn onnx_node_conformance() {
         match (want.get(n), r) {
             (None, _) => problems.push(format!("{n}: not in expectations.txt")),
             (Some(true), Err(e)) => problems.push(format!("{n}: expected to pass, failed: {e}")),
-            (Some(false), Ok(())) => problems.push(format!("{n}: expected to fail, now passes (update expectations.txt)")),
+            (Some(false), Ok(())) => {
+                problems.push(format!("{n}: expected to fail, now passes (update expectations.txt)"))
+            }
             _ => {}
         }
         if let Err(e) = r {

@@ -114,8 +114,10 @@ fn greedy(arch: &str, specialize: bool) -> Vec<i64> {
         let t = feed.len();
         let ids = Literal::new(vec![1, t], specc_ir::LiteralData::I64(feed.clone())).unwrap();
         let mask = Literal::new(vec![1, pos + t], specc_ir::LiteralData::I64(vec![1; pos + t])).unwrap();
-        let posids = Literal::new(vec![1, t], specc_ir::LiteralData::I64((pos as i64..(pos + t) as i64).collect())).unwrap();
-        let mut named: Vec<(&str, &Literal)> = vec![("input_ids", &ids), ("attention_mask", &mask), ("position_ids", &posids)];
+        let posids =
+            Literal::new(vec![1, t], specc_ir::LiteralData::I64((pos as i64..(pos + t) as i64).collect())).unwrap();
+        let mut named: Vec<(&str, &Literal)> =
+            vec![("input_ids", &ids), ("attention_mask", &mask), ("position_ids", &posids)];
         named.extend(past.iter().map(|(n, l)| (n.as_str(), l)));
         let out = if specialize {
             let shapes: Vec<(&str, &[usize])> = named.iter().map(|(n, l)| (*n, l.shape.as_slice())).collect();

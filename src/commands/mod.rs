@@ -15,4 +15,3 @@ pub fn parse_dims(dims: &[String]) -> Result<specc_opt::Bindings, String> {
     }
     Ok(b)
 }
-

@@ -38,7 +38,13 @@ pub fn compare(what: &str, got: &Literal, want: &Literal, tol: Tolerance) -> Res
     let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
     let mut worst = (0.0f64, 0usize);
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-        let d = if a.is_nan() && b.is_nan() { 0.0 } else if a == b { 0.0 } else { (a - b).abs() };
+        let d = if a.is_nan() && b.is_nan() {
+            0.0
+        } else if a == b {
+            0.0
+        } else {
+            (a - b).abs()
+        };
         let d = if d.is_nan() { f64::INFINITY } else { d };
         if d > worst.0 {
             worst = (d, i);

@@ -141,7 +141,8 @@ fn slice_assign<B: Backend>(v: Value<B>, starts: &[usize], update: Value<B>) -> 
     if u.contains(&0) {
         return v;
     }
-    let s: Vec<Slice> = starts.iter().zip(&u).map(|(&st, &n)| Slice::new(st as isize, Some((st + n) as isize), 1)).collect();
+    let s: Vec<Slice> =
+        starts.iter().zip(&u).map(|(&st, &n)| Slice::new(st as isize, Some((st + n) as isize), 1)).collect();
     let shape = v.shape();
     if shape.is_empty() {
         return update;
@@ -167,9 +168,18 @@ pub fn concat<B: Backend>(parts: Vec<Value<B>>, axis: usize) -> Value<B> {
         return parts.pop().expect("one part");
     }
     let prim = match parts[0].prim {
-        Prim::F32(_) => Prim::F32(B::float_cat(parts.into_iter().map(|p| if let Prim::F32(t) = p.prim { t } else { unreachable!() }).collect(), axis)),
-        Prim::Int(_) => Prim::Int(B::int_cat(parts.into_iter().map(|p| if let Prim::Int(t) = p.prim { t } else { unreachable!() }).collect(), axis)),
-        Prim::Bool(_) => Prim::Bool(B::bool_cat(parts.into_iter().map(|p| if let Prim::Bool(t) = p.prim { t } else { unreachable!() }).collect(), axis)),
+        Prim::F32(_) => Prim::F32(B::float_cat(
+            parts.into_iter().map(|p| if let Prim::F32(t) = p.prim { t } else { unreachable!() }).collect(),
+            axis,
+        )),
+        Prim::Int(_) => Prim::Int(B::int_cat(
+            parts.into_iter().map(|p| if let Prim::Int(t) = p.prim { t } else { unreachable!() }).collect(),
+            axis,
+        )),
+        Prim::Bool(_) => Prim::Bool(B::bool_cat(
+            parts.into_iter().map(|p| if let Prim::Bool(t) = p.prim { t } else { unreachable!() }).collect(),
+            axis,
+        )),
     };
     Value::new(prim, out_shape)
 }
@@ -194,7 +204,9 @@ pub fn pad<B: Backend>(v: Value<B>, value: Value<B>, low: &[usize], high: &[usiz
 fn checked_indices<B: Backend>(idx: &Value<B>, bound: usize, what: &str) -> Result<Vec<i64>, String> {
     let v = idx.to_i64_vec();
     if let Some(bad) = v.iter().find(|&&i| i < 0 || i as u64 >= bound as u64) {
-        return Err(format!("{what} index {bad} is out of range [0, {bound}) (XLA would clamp it, Neuron would fault)"));
+        return Err(format!(
+            "{what} index {bad} is out of range [0, {bound}) (XLA would clamp it, Neuron would fault)"
+        ));
     }
     Ok(v)
 }
@@ -233,7 +245,9 @@ fn check_window(starts: &[i64], sizes: &[usize], shape: &[usize], what: &str) ->
         .zip(shape)
         .map(|((&s, &n), &d)| {
             if s < 0 || s as u64 + n as u64 > d as u64 {
-                Err(format!("{what} start {s} with size {n} leaves dim of size {d} (XLA would clamp, Neuron would fault)"))
+                Err(format!(
+                    "{what} start {s} with size {n} leaves dim of size {d} (XLA would clamp, Neuron would fault)"
+                ))
             } else {
                 Ok(s as usize)
             }
@@ -306,9 +320,7 @@ fn host_int_binary<B: Backend>(op: BinaryOp, a: Value<B>, b: Value<B>, out: &[us
     let dtype = a.dtype();
     let (x, y) = (a.to_i64_vec(), b.to_i64_vec());
     let (min, bits) = if dtype == DType::I32 { (i32::MIN as i64, 32) } else { (i64::MIN, 64) };
-    let wrap = |v: i128| -> i64 {
-        if bits == 32 { v as i32 as i64 } else { v as i64 }
-    };
+    let wrap = |v: i128| -> i64 { if bits == 32 { v as i32 as i64 } else { v as i64 } };
     let r: Vec<i64> = x
         .iter()
         .zip(&y)
@@ -349,7 +361,9 @@ pub fn binary<B: Backend>(op: BinaryOp, a: Value<B>, b: Value<B>) -> KResult<B> 
     let (da, db) = (a.dtype(), b.dtype());
     match (op, da) {
         (BinaryOp::Rem, DType::F32) => return Ok(host_fmod(a, b, &out)),
-        (BinaryOp::Div | BinaryOp::Rem, DType::I32 | DType::I64) => return Ok(host_int_binary(op, a, b, &out)),
+        (BinaryOp::Div | BinaryOp::Rem, DType::I32 | DType::I64) => {
+            return Ok(host_int_binary(op, a, b, &out));
+        }
         _ => {}
     }
     let prim = match (op, a.prim, b.prim) {
@@ -433,7 +447,9 @@ pub fn select<B: Backend>(pred: Value<B>, on_true: Value<B>, on_false: Value<B>)
     if out.contains(&0) {
         return Ok(t);
     }
-    let Prim::Bool(mask) = p.prim else { return Err("select predicate is not pred".into()) };
+    let Prim::Bool(mask) = p.prim else {
+        return Err("select predicate is not pred".into());
+    };
     let (dt, df) = (t.dtype(), f.dtype());
     let prim = match (t.prim, f.prim) {
         (Prim::F32(t), Prim::F32(f)) => Prim::F32(B::float_mask_where(f, mask, t)),

@@ -178,7 +178,11 @@ impl<B: Backend> Session<B> {
 
     /// [`Session::run`], adding each node's wall time to `profile` (by op
     /// name) when given.
-    pub fn run_profiled(&self, inputs: Vec<Value<B>>, mut profile: Option<&mut Profile>) -> Result<Vec<Value<B>>, InterpError> {
+    pub fn run_profiled(
+        &self,
+        inputs: Vec<Value<B>>,
+        mut profile: Option<&mut Profile>,
+    ) -> Result<Vec<Value<B>>, InterpError> {
         let g = &self.graph;
         if inputs.len() != g.params().len() {
             return Err(InterpError::InputCount { expected: g.params().len(), got: inputs.len() });
@@ -203,9 +207,13 @@ impl<B: Backend> Session<B> {
             if let Op::Parameter { .. } = node.op {
                 continue;
             }
-            let kernel_err = |message: String| InterpError::Kernel { node: node.name.clone(), op: node.op.name(), message };
+            let kernel_err =
+                |message: String| InterpError::Kernel { node: node.name.clone(), op: node.op.name(), message };
             if node.ty.rank() > MAX_RANK {
-                return Err(kernel_err(format!("rank {} is beyond the interpreter's limit of {MAX_RANK}", node.ty.rank())));
+                return Err(kernel_err(format!(
+                    "rank {} is beyond the interpreter's limit of {MAX_RANK}",
+                    node.ty.rank()
+                )));
             }
             let args: Vec<Value<B>> = node
                 .operands
@@ -233,7 +241,6 @@ impl<B: Backend> Session<B> {
         }
         Ok(g.outputs().iter().map(|o| slots[o.node.index()].clone().expect("outputs are kept")).collect())
     }
-
 }
 
 /// Folds one op whose operands are all literals (specialization's constant
@@ -247,122 +254,130 @@ pub fn fold(op: &Op, args: &[&Literal]) -> Result<Literal, String> {
     eval(op, values, &Env::default(), &device, &[]).map(|v| v.to_literal())
 }
 
-fn eval<B: Backend>(op: &Op, mut a: Vec<Value<B>>, env: &Env, device: &B::Device, weights: &[Value<B>]) -> Result<Value<B>, String> {
-        let host_i64 = |v: &Value<B>| v.to_i64_vec();
-        Ok(match op {
-            Op::Parameter { .. } => unreachable!("parameters are bound before the walk"),
-            Op::Weight { index } => weights[*index].clone(),
-            Op::Constant { value } => Value::from_literal(value, device),
-            Op::Unary { op } => k::unary(*op, a.remove(0))?,
-            Op::Binary { op } => {
-                let b = a.pop().expect("two operands");
-                k::binary(*op, a.pop().expect("two operands"), b)?
+fn eval<B: Backend>(
+    op: &Op,
+    mut a: Vec<Value<B>>,
+    env: &Env,
+    device: &B::Device,
+    weights: &[Value<B>],
+) -> Result<Value<B>, String> {
+    let host_i64 = |v: &Value<B>| v.to_i64_vec();
+    Ok(match op {
+        Op::Parameter { .. } => unreachable!("parameters are bound before the walk"),
+        Op::Weight { index } => weights[*index].clone(),
+        Op::Constant { value } => Value::from_literal(value, device),
+        Op::Unary { op } => k::unary(*op, a.remove(0))?,
+        Op::Binary { op } => {
+            let b = a.pop().expect("two operands");
+            k::binary(*op, a.pop().expect("two operands"), b)?
+        }
+        Op::Compare { dir } => {
+            let b = a.pop().expect("two operands");
+            k::compare(*dir, a.pop().expect("two operands"), b)?
+        }
+        Op::Select => {
+            let f = a.pop().expect("three operands");
+            let t = a.pop().expect("three operands");
+            k::select(a.pop().expect("three operands"), t, f)?
+        }
+        Op::Convert { to } => k::convert(a.remove(0), *to),
+        Op::Dot { dims } => {
+            let r = a.pop().expect("two operands");
+            k::dot(a.pop().expect("two operands"), r, dims)?
+        }
+        Op::Reduce { op, axes } => k::reduce(*op, a.remove(0), axes)?,
+        Op::Broadcast { shape, dims } => {
+            let out = env.shape(shape, None)?;
+            k::broadcast_in_dim(a.remove(0), &out, dims)
+        }
+        Op::Reshape { shape } => {
+            let n = a[0].num_elements();
+            let out = env.shape(shape, Some(n))?;
+            if out.iter().product::<usize>() != n {
+                return Err(format!("cannot reshape {:?} to {out:?}", a[0].shape()));
             }
-            Op::Compare { dir } => {
-                let b = a.pop().expect("two operands");
-                k::compare(*dir, a.pop().expect("two operands"), b)?
+            k::reshape(a.remove(0), &out)
+        }
+        Op::Transpose { perm } => k::transpose(a.remove(0), perm),
+        Op::Reverse { axes } => k::reverse(a.remove(0), axes),
+        Op::Slice { starts, limits, strides } => {
+            let shape = a[0].shape();
+            if let Some(i) = (0..shape.len()).find(|&i| limits[i] > shape[i]) {
+                return Err(format!("slice limit {} > dim {i} of size {}", limits[i], shape[i]));
             }
-            Op::Select => {
-                let f = a.pop().expect("three operands");
-                let t = a.pop().expect("three operands");
-                k::select(a.pop().expect("three operands"), t, f)?
-            }
-            Op::Convert { to } => k::convert(a.remove(0), *to),
-            Op::Dot { dims } => {
-                let r = a.pop().expect("two operands");
-                k::dot(a.pop().expect("two operands"), r, dims)?
-            }
-            Op::Reduce { op, axes } => k::reduce(*op, a.remove(0), axes)?,
-            Op::Broadcast { shape, dims } => {
-                let out = env.shape(shape, None)?;
-                k::broadcast_in_dim(a.remove(0), &out, dims)
-            }
-            Op::Reshape { shape } => {
-                let n = a[0].num_elements();
-                let out = env.shape(shape, Some(n))?;
-                if out.iter().product::<usize>() != n {
-                    return Err(format!("cannot reshape {:?} to {out:?}", a[0].shape()));
+            k::slice(a.remove(0), starts, limits, strides)
+        }
+        Op::Concat { axis } => k::concat(a, *axis),
+        Op::Pad { low, high } => {
+            let v = a.pop().expect("two operands");
+            k::pad(a.pop().expect("two operands"), v, low, high)
+        }
+        Op::Iota { shape, axis, dtype } => k::iota(&env.shape(shape, None)?, *axis, *dtype, device),
+        Op::Gather { axis } => {
+            let idx = a.pop().expect("two operands");
+            k::gather(a.pop().expect("two operands"), idx, *axis)?
+        }
+        Op::DynamicSlice { sizes } => {
+            let x = a.remove(0);
+            k::dynamic_slice(x, &a, sizes)?
+        }
+        Op::DynamicUpdateSlice => {
+            let x = a.remove(0);
+            let u = a.remove(0);
+            k::dynamic_update_slice(x, u, &a)?
+        }
+        Op::ShapeOf => {
+            let s: Vec<i64> = a[0].shape().iter().map(|&d| d as i64).collect();
+            Value::from_literal(&Literal::vec_i64(s), device)
+        }
+        Op::DynReshape { zero_copies } => {
+            let target = host_i64(&a[1]);
+            let out = semantics::reshape_dims(&a[0].shape(), &target, *zero_copies).map_err(|e| e.0)?;
+            k::reshape(a.remove(0), &out)
+        }
+        Op::DynBroadcast => {
+            let target: Vec<usize> = host_i64(&a[1])
+                .iter()
+                .map(|&d| usize::try_from(d).map_err(|_| format!("expand to negative size {d}")))
+                .collect::<Result<_, _>>()?;
+            let x = a.remove(0);
+            let out = semantics::broadcast_shapes(&x.shape(), &target).map_err(|e| e.0)?;
+            let mut lifted = vec![1; out.len() - x.shape().len()];
+            lifted.extend(x.shape());
+            k::expand(k::reshape(x, &lifted), &out)
+        }
+        Op::DynRange => {
+            let v: Vec<Literal> = a.iter().map(Value::to_literal).collect();
+            let (s, l, d) = (v[0].to_f64_vec()[0], v[1].to_f64_vec()[0], v[2].to_f64_vec()[0]);
+            let n = semantics::range_len(s, l, d).map_err(|e| e.0)?;
+            let data = match a[0].dtype() {
+                DType::F32 => {
+                    let (s, d) = (s as f32, d as f32);
+                    specc_ir::LiteralData::F32((0..n).map(|i| s + i as f32 * d).collect())
                 }
-                k::reshape(a.remove(0), &out)
-            }
-            Op::Transpose { perm } => k::transpose(a.remove(0), perm),
-            Op::Reverse { axes } => k::reverse(a.remove(0), axes),
-            Op::Slice { starts, limits, strides } => {
-                let shape = a[0].shape();
-                if let Some(i) = (0..shape.len()).find(|&i| limits[i] > shape[i]) {
-                    return Err(format!("slice limit {} > dim {i} of size {}", limits[i], shape[i]));
+                DType::I32 => {
+                    specc_ir::LiteralData::I32((0..n).map(|i| (s as i64 + i as i64 * d as i64) as i32).collect())
                 }
-                k::slice(a.remove(0), starts, limits, strides)
-            }
-            Op::Concat { axis } => k::concat(a, *axis),
-            Op::Pad { low, high } => {
-                let v = a.pop().expect("two operands");
-                k::pad(a.pop().expect("two operands"), v, low, high)
-            }
-            Op::Iota { shape, axis, dtype } => k::iota(&env.shape(shape, None)?, *axis, *dtype, device),
-            Op::Gather { axis } => {
-                let idx = a.pop().expect("two operands");
-                k::gather(a.pop().expect("two operands"), idx, *axis)?
-            }
-            Op::DynamicSlice { sizes } => {
-                let x = a.remove(0);
-                k::dynamic_slice(x, &a, sizes)?
-            }
-            Op::DynamicUpdateSlice => {
-                let x = a.remove(0);
-                let u = a.remove(0);
-                k::dynamic_update_slice(x, u, &a)?
-            }
-            Op::ShapeOf => {
-                let s: Vec<i64> = a[0].shape().iter().map(|&d| d as i64).collect();
-                Value::from_literal(&Literal::vec_i64(s), device)
-            }
-            Op::DynReshape { zero_copies } => {
-                let target = host_i64(&a[1]);
-                let out = semantics::reshape_dims(&a[0].shape(), &target, *zero_copies).map_err(|e| e.0)?;
-                k::reshape(a.remove(0), &out)
-            }
-            Op::DynBroadcast => {
-                let target: Vec<usize> = host_i64(&a[1])
-                    .iter()
-                    .map(|&d| usize::try_from(d).map_err(|_| format!("expand to negative size {d}")))
-                    .collect::<Result<_, _>>()?;
-                let x = a.remove(0);
-                let out = semantics::broadcast_shapes(&x.shape(), &target).map_err(|e| e.0)?;
-                let mut lifted = vec![1; out.len() - x.shape().len()];
-                lifted.extend(x.shape());
-                k::expand(k::reshape(x, &lifted), &out)
-            }
-            Op::DynRange => {
-                let v: Vec<Literal> = a.iter().map(Value::to_literal).collect();
-                let (s, l, d) = (v[0].to_f64_vec()[0], v[1].to_f64_vec()[0], v[2].to_f64_vec()[0]);
-                let n = semantics::range_len(s, l, d).map_err(|e| e.0)?;
-                let data = match a[0].dtype() {
-                    DType::F32 => {
-                        let (s, d) = (s as f32, d as f32);
-                        specc_ir::LiteralData::F32((0..n).map(|i| s + i as f32 * d).collect())
-                    }
-                    DType::I32 => specc_ir::LiteralData::I32((0..n).map(|i| (s as i64 + i as i64 * d as i64) as i32).collect()),
-                    DType::I64 => specc_ir::LiteralData::I64((0..n).map(|i| s as i64 + i as i64 * d as i64).collect()),
-                    DType::Bool => return Err("range of pred".into()),
-                };
-                Value::from_literal(&Literal { shape: vec![n], data }, device)
-            }
-            Op::DynFill { value } => {
-                let dims: Vec<usize> = host_i64(&a[0])
-                    .iter()
-                    .map(|&d| usize::try_from(d).map_err(|_| format!("fill with negative size {d}")))
-                    .collect::<Result<_, _>>()?;
-                let scalar = Value::from_literal(value, device);
-                k::expand(k::reshape(scalar, &vec![1; dims.len()]), &dims)
-            }
-            Op::DynSlice { axes, steps } => {
-                let (starts, ends) = (host_i64(&a[1]), host_i64(&a[2]));
-                let x = a.remove(0);
-                let sl = semantics::onnx_slice_static(&x.shape(), axes, &starts, &ends, steps).map_err(|e| e.0)?;
-                k::reverse(k::slice(x, &sl.starts, &sl.limits, &sl.strides), &sl.reverse)
-            }
-        })
+                DType::I64 => specc_ir::LiteralData::I64((0..n).map(|i| s as i64 + i as i64 * d as i64).collect()),
+                DType::Bool => return Err("range of pred".into()),
+            };
+            Value::from_literal(&Literal { shape: vec![n], data }, device)
+        }
+        Op::DynFill { value } => {
+            let dims: Vec<usize> = host_i64(&a[0])
+                .iter()
+                .map(|&d| usize::try_from(d).map_err(|_| format!("fill with negative size {d}")))
+                .collect::<Result<_, _>>()?;
+            let scalar = Value::from_literal(value, device);
+            k::expand(k::reshape(scalar, &vec![1; dims.len()]), &dims)
+        }
+        Op::DynSlice { axes, steps } => {
+            let (starts, ends) = (host_i64(&a[1]), host_i64(&a[2]));
+            let x = a.remove(0);
+            let sl = semantics::onnx_slice_static(&x.shape(), axes, &starts, &ends, steps).map_err(|e| e.0)?;
+            k::reverse(k::slice(x, &sl.starts, &sl.limits, &sl.strides), &sl.reverse)
+        }
+    })
 }
 
 /// Index of a node's value in a run's results, for callers that keep values.

@@ -39,9 +39,14 @@ fn run(op: Op, args: &[Literal]) -> Result<Literal, InterpError> {
 
 #[test]
 fn integer_division_truncates_and_defines_the_edge_cases() {
-    let q = run(Op::Binary { op: BinaryOp::Div }, &[lit_i32(&[7, -7, 7, -7, 5, i32::MIN]), lit_i32(&[2, 2, -2, -2, 0, -1])]).unwrap();
+    let q = run(
+        Op::Binary { op: BinaryOp::Div },
+        &[lit_i32(&[7, -7, 7, -7, 5, i32::MIN]), lit_i32(&[2, 2, -2, -2, 0, -1])],
+    )
+    .unwrap();
     assert_eq!(q, lit_i32(&[3, -3, -3, 3, -1, i32::MIN]));
-    let r = run(Op::Binary { op: BinaryOp::Rem }, &[lit_i64(&[7, -7, 7, 5, i64::MIN]), lit_i64(&[2, 2, -2, 0, -1])]).unwrap();
+    let r = run(Op::Binary { op: BinaryOp::Rem }, &[lit_i64(&[7, -7, 7, 5, i64::MIN]), lit_i64(&[2, 2, -2, 0, -1])])
+        .unwrap();
     assert_eq!(r, lit_i64(&[1, -1, 1, 5, 0]));
     let f = run(Op::Binary { op: BinaryOp::Rem }, &[lit_f32(&[5.5, -5.5]), lit_f32(&[2.0, 2.0])]).unwrap();
     assert_eq!(f, lit_f32(&[1.5, -1.5]));
@@ -121,7 +126,10 @@ fn the_same_interpreter_runs_on_burn_flex() {
     let xs = Literal::new(vec![2, 3], LiteralData::F32(vec![0.1, -0.2, 0.3, 0.5, 0.4, -0.6])).unwrap();
     let ws = Literal::new(vec![3, 2], LiteralData::F32(vec![1., -1., 0.5, 2., -0.5, 0.25])).unwrap();
     let inputs = [("x", &xs), ("w", &ws)];
-    let nd = Session::<NdArray>::new(g.clone(), &WeightStore::new(), Default::default()).unwrap().run_named(&inputs).unwrap();
+    let nd = Session::<NdArray>::new(g.clone(), &WeightStore::new(), Default::default())
+        .unwrap()
+        .run_named(&inputs)
+        .unwrap();
     let flex = Session::<Cpu>::new(g, &WeightStore::new(), cpu_device()).unwrap().run_named(&inputs).unwrap();
     let (LiteralData::F32(a), LiteralData::F32(b)) = (&nd[0].1.data, &flex[0].1.data) else { panic!() };
     assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6), "{a:?} vs {b:?}");

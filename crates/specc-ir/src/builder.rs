@@ -96,8 +96,11 @@ impl GraphBuilder {
             .map(|&o| Operand { ty: &self.graph.nodes[o.index()].ty, value: self.graph.constant_value(o) })
             .collect();
         let mut next_anon = self.graph.next_anon;
-        let ty = infer::infer(&op, &ops, &mut Anon(&mut next_anon))
-            .map_err(|source| IrError::Infer { node: name.clone(), op: op.name(), source })?;
+        let ty = infer::infer(&op, &ops, &mut Anon(&mut next_anon)).map_err(|source| IrError::Infer {
+            node: name.clone(),
+            op: op.name(),
+            source,
+        })?;
         self.graph.next_anon = next_anon;
         Ok(self.push(Node { op, operands: operands.to_vec(), ty, name }))
     }
@@ -191,7 +194,13 @@ impl Graph {
             let operands: Vec<NodeId> = node
                 .operands
                 .iter()
-                .map(|o| map[o.index()].ok_or(IrError::Dangling { node: node.name.clone(), op: node.op.name(), operand: o.0 }))
+                .map(|o| {
+                    map[o.index()].ok_or(IrError::Dangling {
+                        node: node.name.clone(),
+                        op: node.op.name(),
+                        operand: o.0,
+                    })
+                })
                 .collect::<Result<_, _>>()?;
             map[id] = Some(r.node(&mut b, node, &operands)?);
         }

@@ -157,8 +157,8 @@ impl Graph {
 
     /// Parameter and weight counts: (elements, bytes), for static weights.
     pub fn weight_totals(&self) -> (usize, usize) {
-        self.weights.iter().fold((0, 0), |(n, b), w| {
-            (n + w.ty.shape.num_elements().unwrap_or(0), b + w.ty.size_bytes().unwrap_or(0))
-        })
+        self.weights
+            .iter()
+            .fold((0, 0), |(n, b), w| (n + w.ty.shape.num_elements().unwrap_or(0), b + w.ty.size_bytes().unwrap_or(0)))
     }
 }

@@ -63,10 +63,7 @@ fn broadcast_dim(a: &Dim, b: &Dim, src: &mut dyn DimSource) -> Result<Dim, Infer
 fn broadcast_all(ops: &[Operand], src: &mut dyn DimSource) -> Result<Shape, InferError> {
     let rank = ops[0].ty.rank();
     if let Some(o) = ops.iter().find(|o| o.ty.rank() != rank) {
-        return fail(format!(
-            "elementwise operands must have equal rank, got {} and {}",
-            ops[0].ty, o.ty
-        ));
+        return fail(format!("elementwise operands must have equal rank, got {} and {}", ops[0].ty, o.ty));
     }
     let mut dims = ops[0].ty.shape.0.clone();
     for o in &ops[1..] {
@@ -118,9 +115,7 @@ pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<T
     }
     let t = |i: usize| operands[i].ty;
     match op {
-        Op::Parameter { .. } | Op::Weight { .. } => {
-            fail("parameters and weights are typed by their declaration")
-        }
+        Op::Parameter { .. } | Op::Weight { .. } => fail("parameters and weights are typed by their declaration"),
         Op::Constant { value } => Ok(value.ty()),
         Op::Unary { op: u } => {
             if !u.accepts(t(0).dtype) {
@@ -359,7 +354,12 @@ pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<T
         Op::DynRange => {
             let dt = t(0).dtype;
             if operands.iter().any(|o| o.ty.rank() != 0 || o.ty.dtype != dt) || dt == DType::Bool {
-                return fail(format!("range takes three scalars of one numeric type, got {}, {}, {}", t(0), t(1), t(2)));
+                return fail(format!(
+                    "range takes three scalars of one numeric type, got {}, {}, {}",
+                    t(0),
+                    t(1),
+                    t(2)
+                ));
             }
             let vals: Option<Vec<f64>> = operands.iter().map(|o| o.value.and_then(Literal::scalar_value)).collect();
             let d = match vals {
@@ -376,7 +376,11 @@ pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<T
             let dims = match target {
                 Some(v) => v
                     .iter()
-                    .map(|&d| usize::try_from(d).map(Dim::Fixed).map_err(|_| InferError(format!("fill with negative size {d}"))))
+                    .map(|&d| {
+                        usize::try_from(d)
+                            .map(Dim::Fixed)
+                            .map_err(|_| InferError(format!("fill with negative size {d}")))
+                    })
                     .collect::<Result<_, _>>()?,
                 None => (0..n).map(|_| src.fresh()).collect(),
             };

@@ -160,14 +160,8 @@ pub enum CompareDir {
 }
 
 impl CompareDir {
-    pub const ALL: [CompareDir; 6] = [
-        CompareDir::Eq,
-        CompareDir::Ne,
-        CompareDir::Lt,
-        CompareDir::Le,
-        CompareDir::Gt,
-        CompareDir::Ge,
-    ];
+    pub const ALL: [CompareDir; 6] =
+        [CompareDir::Eq, CompareDir::Ne, CompareDir::Lt, CompareDir::Le, CompareDir::Gt, CompareDir::Ge];
 
     /// HLO's `direction=` spelling.
     pub fn name(self) -> &'static str {
@@ -340,18 +334,13 @@ impl Op {
 
     /// Ops without operands that introduce values.
     pub fn is_leaf(&self) -> bool {
-        matches!(
-            self,
-            Op::Parameter { .. } | Op::Weight { .. } | Op::Constant { .. } | Op::Iota { .. }
-        )
+        matches!(self, Op::Parameter { .. } | Op::Weight { .. } | Op::Constant { .. } | Op::Iota { .. })
     }
 
     /// The number of operands, or `None` when variadic.
     pub fn arity(&self) -> Option<usize> {
         match self {
-            Op::Parameter { .. } | Op::Weight { .. } | Op::Constant { .. } | Op::Iota { .. } => {
-                Some(0)
-            }
+            Op::Parameter { .. } | Op::Weight { .. } | Op::Constant { .. } | Op::Iota { .. } => Some(0),
             Op::Unary { .. }
             | Op::Convert { .. }
             | Op::Reduce { .. }

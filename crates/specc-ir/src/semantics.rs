@@ -29,7 +29,9 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>, Semantic
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
-            (x, y) => return err(format!("cannot broadcast {a:?} with {b:?} (dim {x} vs {y})")),
+            (x, y) => {
+                return err(format!("cannot broadcast {a:?} with {b:?} (dim {x} vs {y})"));
+            }
         };
     }
     Ok(out)
@@ -37,11 +39,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>, Semantic
 
 /// The result dims of `DynReshape`: `-1` is inferred, `0` copies the
 /// operand's dim when `zero_copies` is set.
-pub fn reshape_dims(
-    input: &[usize],
-    target: &[i64],
-    zero_copies: bool,
-) -> Result<Vec<usize>, SemanticsError> {
+pub fn reshape_dims(input: &[usize], target: &[i64], zero_copies: bool) -> Result<Vec<usize>, SemanticsError> {
     let total: usize = input.iter().product();
     let mut out = Vec::with_capacity(target.len());
     let mut infer_at = None;
@@ -55,7 +53,9 @@ pub fn reshape_dims(
             }
             0 if zero_copies => match input.get(i) {
                 Some(&d) => out.push(d),
-                None => return err(format!("reshape target {target:?} copies dim {i} of a rank-{} operand", input.len())),
+                None => {
+                    return err(format!("reshape target {target:?} copies dim {i} of a rank-{} operand", input.len()));
+                }
             },
             t if t < 0 => return err(format!("reshape target {target:?} has a negative size {t}")),
             t => out.push(t as usize),
@@ -101,11 +101,7 @@ pub fn onnx_slice_axis(dim: usize, start: i64, end: i64, step: i64) -> Result<Sl
     let d = dim as i64;
     let resolve = |v: i64| if v < 0 { v + d } else { v };
     let (s, e) = (resolve(start), resolve(end));
-    let (s, e) = if step > 0 {
-        (s.clamp(0, d), e.clamp(0, d))
-    } else {
-        (s.clamp(-1, d - 1), e.clamp(-1, d - 1))
-    };
+    let (s, e) = if step > 0 { (s.clamp(0, d), e.clamp(0, d)) } else { (s.clamp(-1, d - 1), e.clamp(-1, d - 1)) };
     let count = if step > 0 {
         if e > s { (e - s + step - 1) / step } else { 0 }
     } else if s > e {

@@ -13,8 +13,8 @@ impl Graph {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        let body = bincode::serde::encode_to_vec(self, bincode::config::standard())
-            .expect("an IR graph always encodes");
+        let body =
+            bincode::serde::encode_to_vec(self, bincode::config::standard()).expect("an IR graph always encodes");
         out.extend_from_slice(&body);
         out
     }

@@ -80,7 +80,13 @@ pub fn attrs(op: &Op) -> String {
         Op::Iota { axis, .. } => format!(" axis={axis}"),
         Op::Gather { axis } => format!(" axis={axis}"),
         Op::DynamicSlice { sizes } => format!(" sizes={}", list(sizes)),
-        Op::DynReshape { zero_copies } => if *zero_copies { " zero_copies".into() } else { String::new() },
+        Op::DynReshape { zero_copies } => {
+            if *zero_copies {
+                " zero_copies".into()
+            } else {
+                String::new()
+            }
+        }
         Op::DynFill { value } => format!(" value={}", literal_text(value)),
         Op::DynSlice { axes, steps } => format!(" axes={} steps={}", list(axes), list(steps)),
     }

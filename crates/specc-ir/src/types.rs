@@ -175,9 +175,7 @@ impl TensorType {
 
     /// Bytes of a static tensor of this type.
     pub fn size_bytes(&self) -> Option<usize> {
-        self.shape
-            .num_elements()
-            .map(|n| n * self.dtype.size_bytes())
+        self.shape.num_elements().map(|n| n * self.dtype.size_bytes())
     }
 }
 

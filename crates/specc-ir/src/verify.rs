@@ -89,7 +89,11 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
                     return Err(at(id, "weights", format!("weight {index} is not declared")));
                 };
                 if decl.ty != node.ty || !decl.ty.shape.is_static() || decl.name != node.name {
-                    return Err(at(id, "weights", format!("node {} disagrees with declaration {} {}", node.ty, decl.name, decl.ty)));
+                    return Err(at(
+                        id,
+                        "weights",
+                        format!("node {} disagrees with declaration {} {}", node.ty, decl.name, decl.ty),
+                    ));
                 }
                 weight_readers[*index] += 1;
                 continue;
@@ -97,21 +101,26 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             Op::Constant { value } => {
                 let expected: usize = value.shape.iter().product();
                 if expected != value.num_elements() {
-                    return Err(at(id, "literals", format!("shape {:?} but {} elements", value.shape, value.num_elements())));
+                    return Err(at(
+                        id,
+                        "literals",
+                        format!("shape {:?} but {} elements", value.shape, value.num_elements()),
+                    ));
                 }
             }
             _ => {}
         }
         if let Some(n) = node.op.arity() {
             if node.operands.len() != n {
-                return Err(at(id, "arity", format!("{} takes {n} operands, has {}", node.op.name(), node.operands.len())));
+                return Err(at(
+                    id,
+                    "arity",
+                    format!("{} takes {n} operands, has {}", node.op.name(), node.operands.len()),
+                ));
             }
         }
-        let ops: Vec<Operand> = node
-            .operands
-            .iter()
-            .map(|&o| Operand { ty: &g.nodes[o.index()].ty, value: g.constant_value(o) })
-            .collect();
+        let ops: Vec<Operand> =
+            node.operands.iter().map(|&o| Operand { ty: &g.nodes[o.index()].ty, value: g.constant_value(o) }).collect();
         let inferred = infer::infer(&node.op, &ops, &mut scratch).map_err(|e| at(id, "types", e.0))?;
         if !agrees(&node.ty, &inferred) {
             return Err(at(id, "types", format!("recorded {} but inference gives {inferred}", node.ty)));
@@ -153,7 +162,8 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
 pub fn verify_static(g: &Graph) -> Result<(), VerifyError> {
     verify(g)?;
     for (id, node) in g.nodes.iter().enumerate() {
-        let err = |detail: String| VerifyError { rule: "static", node: Some((NodeId(id as u32), node.name.clone())), detail };
+        let err =
+            |detail: String| VerifyError { rule: "static", node: Some((NodeId(id as u32), node.name.clone())), detail };
         if node.op.is_shape_computing() {
             return Err(err(format!("shape-computing op {} left after specialization", node.op.name())));
         }
@@ -197,7 +207,8 @@ mod tests {
         assert_eq!(rule_broken_by(|g| g.nodes[1].ty = TensorType::fixed(DType::F32, &[4, 4])), "weights");
         assert_eq!(rule_broken_by(|g| g.outputs[0].node = NodeId(40)), "outputs");
         assert_eq!(
-            rule_broken_by(|g| g.nodes[3].op = Op::Constant { value: crate::Literal { shape: vec![2], data: crate::LiteralData::F32(vec![1.0]) } }),
+            rule_broken_by(|g| g.nodes[3].op =
+                Op::Constant { value: crate::Literal { shape: vec![2], data: crate::LiteralData::F32(vec![1.0]) } }),
             "literals"
         );
     }

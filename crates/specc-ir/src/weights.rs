@@ -21,7 +21,11 @@ pub enum WeightBytes {
     Shared(Arc<dyn AsRef<[u8]> + Send + Sync>, Range<usize>),
     Owned(Arc<Vec<u8>>),
     /// `len` bytes at `offset` of a file, read on demand (ONNX external data).
-    File { path: PathBuf, offset: u64, len: usize },
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: usize,
+    },
 }
 
 impl std::fmt::Debug for WeightBytes {
@@ -29,7 +33,9 @@ impl std::fmt::Debug for WeightBytes {
         match self {
             WeightBytes::Shared(_, r) => write!(f, "Shared({r:?})"),
             WeightBytes::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
-            WeightBytes::File { path, offset, len } => write!(f, "File({}, {offset}, {len})", path.display()),
+            WeightBytes::File { path, offset, len } => {
+                write!(f, "File({}, {offset}, {len})", path.display())
+            }
         }
     }
 }

@@ -6,8 +6,8 @@ use crate::error::ImportError;
 use crate::proto::Attrs;
 use onnx_ir::NodeProto;
 use specc_ir::{
-    BinaryOp, DType, Dim, GraphBuilder, IrError, Literal, LiteralData, NodeId, Op, Shape, TensorType,
-    WeightBytes, WeightStore,
+    BinaryOp, DType, Dim, GraphBuilder, IrError, Literal, LiteralData, NodeId, Op, Shape, TensorType, WeightBytes,
+    WeightStore,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -126,7 +126,9 @@ impl Ctx {
     /// The integer values of an input that ONNX requires to be constant here.
     pub fn required_const_i64s(&self, node: &NodeProto, i: usize, what: &str) -> LResult<Vec<i64>> {
         let id = self.input(node, i)?;
-        self.const_i64s(id).ok_or_else(|| self.err(format!("{what} (input {i}) must be a constant; specc does not support it computed at run time")))
+        self.const_i64s(id).ok_or_else(|| {
+            self.err(format!("{what} (input {i}) must be a constant; specc does not support it computed at run time"))
+        })
     }
 
     pub fn attrs<'a>(&self, node: &'a NodeProto) -> Attrs<'a> {
@@ -198,9 +200,17 @@ impl Ctx {
     }
 
     /// Slices `x` on `axes` with ONNX semantics, static when it can be.
-    pub fn onnx_slice(&mut self, x: NodeId, axes: &[usize], starts: &[i64], ends: &[i64], steps: &[i64]) -> LResult<NodeId> {
+    pub fn onnx_slice(
+        &mut self,
+        x: NodeId,
+        axes: &[usize],
+        starts: &[i64],
+        ends: &[i64],
+        steps: &[i64],
+    ) -> LResult<NodeId> {
         if let Some(shape) = self.ty(x).shape.as_fixed() {
-            let sl = specc_ir::semantics::onnx_slice_static(&shape, axes, starts, ends, steps).map_err(|e| self.err(e.0))?;
+            let sl =
+                specc_ir::semantics::onnx_slice_static(&shape, axes, starts, ends, steps).map_err(|e| self.err(e.0))?;
             if sl.is_identity(&shape) {
                 return Ok(x);
             }

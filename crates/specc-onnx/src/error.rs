@@ -45,7 +45,13 @@ fn list_unsupported(ops: &[UnsupportedOp]) -> String {
             let domain = if o.domain.is_empty() { String::new() } else { format!("{}::", o.domain) };
             let shown: Vec<&str> = o.nodes.iter().take(5).map(String::as_str).collect();
             let more = if o.nodes.len() > 5 { format!(" and {} more", o.nodes.len() - 5) } else { String::new() };
-            format!("  - {domain}{} (opset {}), {} node(s): {}{more}", o.op_type, o.opset, o.nodes.len(), shown.join(", "))
+            format!(
+                "  - {domain}{} (opset {}), {} node(s): {}{more}",
+                o.op_type,
+                o.opset,
+                o.nodes.len(),
+                shown.join(", ")
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")

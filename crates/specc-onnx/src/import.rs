@@ -54,27 +54,23 @@ pub fn parse_bytes(buf: bytes::Bytes, what: &str) -> Result<ModelProto, ImportEr
     let parsed = std::panic::catch_unwind(|| ModelProto::parse_from_tokio_bytes(&buf));
     let model = match parsed {
         Ok(Ok(m)) => m,
-        Ok(Err(e)) => return Err(ImportError::NotOnnx { path: what.into(), detail: e.to_string() }),
-        Err(_) => return Err(ImportError::NotOnnx { path: what.into(), detail: "the protobuf parser gave up".into() }),
+        Ok(Err(e)) => {
+            return Err(ImportError::NotOnnx { path: what.into(), detail: e.to_string() });
+        }
+        Err(_) => {
+            return Err(ImportError::NotOnnx { path: what.into(), detail: "the protobuf parser gave up".into() });
+        }
     };
     // Protobuf parsing is lenient: arbitrary bytes can decode into an empty
     // message. A real model has a graph and an operator set.
     if model.graph.as_ref().is_none() || model.opset_import.is_empty() {
-        return Err(ImportError::NotOnnx {
-            path: what.into(),
-            detail: "it has no graph or no opset_import".into(),
-        });
+        return Err(ImportError::NotOnnx { path: what.into(), detail: "it has no graph or no opset_import".into() });
     }
     Ok(model)
 }
 
 fn default_opset(model: &ModelProto) -> i64 {
-    model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version)
-        .unwrap_or(0)
+    model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version).unwrap_or(0)
 }
 
 /// Every op specc cannot import, with the nodes that use it.
@@ -90,7 +86,12 @@ pub fn unsupported_ops(model: &ModelProto) -> Vec<UnsupportedOp> {
         let name = if n.name.is_empty() { format!("{}_{i}", n.op_type) } else { n.name.clone() };
         found
             .entry((n.domain.clone(), n.op_type.clone()))
-            .or_insert_with(|| UnsupportedOp { op_type: n.op_type.clone(), domain: n.domain.clone(), opset, nodes: vec![] })
+            .or_insert_with(|| UnsupportedOp {
+                op_type: n.op_type.clone(),
+                domain: n.domain.clone(),
+                opset,
+                nodes: vec![],
+            })
             .nodes
             .push(name);
     }

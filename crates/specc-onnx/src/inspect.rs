@@ -2,9 +2,9 @@
 //! ops of an ONNX model, read from the protobuf directly so that it works on
 //! models specc cannot import.
 
-use crate::proto;
-use crate::import::{read_model, unsupported_ops};
 use crate::error::ImportError;
+use crate::import::{read_model, unsupported_ops};
+use crate::proto;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -23,7 +23,12 @@ pub fn inspect_report(path: &Path) -> Result<String, ImportError> {
     let model = read_model(path)?;
     let graph = model.graph.as_ref().expect("read_model checks for a graph");
     let mut out = String::new();
-    let opset = model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version).unwrap_or(0);
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(0);
     writeln!(out, "model     {}", path.display()).unwrap();
     writeln!(out, "producer  {} {}", model.producer_name, model.producer_version).unwrap();
     writeln!(out, "opset     {opset} (ir_version {})", model.ir_version).unwrap();
@@ -67,7 +72,14 @@ pub fn inspect_report(path: &Path) -> Result<String, ImportError> {
         params += n;
         bytes += n * onnx_elem_size(t.data_type);
     }
-    writeln!(out, "parameters     {} ({}) in {} initializers", group(params), megabytes(bytes), graph.initializer.len()).unwrap();
+    writeln!(
+        out,
+        "parameters     {} ({}) in {} initializers",
+        group(params),
+        megabytes(bytes),
+        graph.initializer.len()
+    )
+    .unwrap();
 
     let mut hist = std::collections::BTreeMap::new();
     for n in &graph.node {

@@ -9,16 +9,51 @@
 use crate::ctx::{Ctx, LResult};
 use crate::proto::{self, TensorValue};
 use onnx_ir::NodeProto;
-use specc_ir::{
-    BinaryOp, CompareDir, DType, Dim, DotDims, Literal, LiteralData, NodeId, Op, ReduceOp, Shape, UnaryOp,
-};
+use specc_ir::{BinaryOp, CompareDir, DType, Dim, DotDims, Literal, LiteralData, NodeId, Op, ReduceOp, Shape, UnaryOp};
 
 /// Every ONNX op type (default domain) specc imports.
 pub const SUPPORTED: &[&str] = &[
-    "Add", "And", "Cast", "Concat", "Constant", "ConstantOfShape", "Cos", "Div", "Equal", "Expand", "Flatten",
-    "Gather", "GatherND", "Gemm", "Greater", "Identity", "IsNaN", "LayerNormalization", "LessOrEqual", "MatMul",
-    "Max", "Mul", "Neg", "Pow", "Range", "Reciprocal", "ReduceMean", "Reshape", "Shape", "Sigmoid", "Sin",
-    "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+    "Add",
+    "And",
+    "Cast",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Cos",
+    "Div",
+    "Equal",
+    "Expand",
+    "Flatten",
+    "Gather",
+    "GatherND",
+    "Gemm",
+    "Greater",
+    "Identity",
+    "IsNaN",
+    "LayerNormalization",
+    "LessOrEqual",
+    "MatMul",
+    "Max",
+    "Mul",
+    "Neg",
+    "Pow",
+    "Range",
+    "Reciprocal",
+    "ReduceMean",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Sin",
+    "Slice",
+    "Softmax",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+    "Where",
 ];
 
 /// Lowers one node; returns the IR nodes for its outputs, in order (`None`
@@ -30,7 +65,8 @@ pub fn lower(c: &mut Ctx, n: &NodeProto) -> LResult<Vec<Option<NodeId>>> {
         "Constant" => one(constant(c, n)?),
         "Cast" => {
             let to = c.attrs(n).int("to").ok_or_else(|| c.err("missing attribute `to`"))? as i32;
-            let dt = proto::dtype_of(to).ok_or_else(|| c.err(format!("cast to {} is not supported", proto::elem_name(to))))?;
+            let dt = proto::dtype_of(to)
+                .ok_or_else(|| c.err(format!("cast to {} is not supported", proto::elem_name(to))))?;
             let x = c.input(n, 0)?;
             one(c.convert(x, dt)?)
         }
@@ -208,7 +244,9 @@ fn nonnegative_indices(c: &mut Ctx, data: NodeId, axis: usize, idx: NodeId) -> L
         }
         let fixed: Vec<i64> = vals.iter().map(|&i| if i < 0 { i + *d as i64 } else { i }).collect();
         let lit = match v.data {
-            LiteralData::I32(_) => Literal { shape: v.shape, data: LiteralData::I32(fixed.iter().map(|&x| x as i32).collect()) },
+            LiteralData::I32(_) => {
+                Literal { shape: v.shape, data: LiteralData::I32(fixed.iter().map(|&x| x as i32).collect()) }
+            }
             _ => Literal { shape: v.shape, data: LiteralData::I64(fixed) },
         };
         return c.constant(lit);
@@ -247,7 +285,9 @@ fn gather_nd(c: &mut Ctx, n: &NodeProto) -> LResult<NodeId> {
         return Err(c.err("GatherND needs indices whose last dim is static"));
     };
     let Some(lead) = Shape(xd[..k.min(xd.len())].to_vec()).as_fixed().filter(|_| k <= xd.len()) else {
-        return Err(c.err(format!("GatherND indexing {k} dims needs those dims of the data to be static, got {}", c.ty(x))));
+        return Err(
+            c.err(format!("GatherND indexing {k} dims needs those dims of the data to be static, got {}", c.ty(x)))
+        );
     };
     let dt = c.dtype(idx);
     let mut linear: Option<NodeId> = None;
@@ -270,7 +310,9 @@ fn gather_nd(c: &mut Ctx, n: &NodeProto) -> LResult<NodeId> {
             Some(acc) => c.add(Op::Binary { op: BinaryOp::Add }, &[acc, scaled])?,
         });
     }
-    let Some(linear) = linear else { return Err(c.err("GatherND with empty index tuples is not supported")) };
+    let Some(linear) = linear else {
+        return Err(c.err("GatherND with empty index tuples is not supported"));
+    };
     let mut flat = vec![Dim::Fixed(lead.iter().product())];
     flat.extend(xd[k..].iter().cloned());
     let xf = c.reshape(x, flat)?;
@@ -298,7 +340,8 @@ fn unsqueeze(c: &mut Ctx, n: &NodeProto) -> LResult<NodeId> {
         return Err(c.err("repeated axis"));
     }
     let mut src = c.dims(x).into_iter();
-    let dims = (0..out_rank).map(|i| if axes.contains(&i) { Dim::Fixed(1) } else { src.next().expect("rank") }).collect();
+    let dims =
+        (0..out_rank).map(|i| if axes.contains(&i) { Dim::Fixed(1) } else { src.next().expect("rank") }).collect();
     c.reshape(x, dims)
 }
 
@@ -367,7 +410,10 @@ fn reshape(c: &mut Ctx, n: &NodeProto) -> LResult<NodeId> {
     let mut dims = Vec::with_capacity(target.len());
     for (i, &t) in target.iter().enumerate() {
         dims.push(match t {
-            0 if zero_copies => xd.get(i).cloned().ok_or_else(|| c.err(format!("shape {target:?} copies dim {i} of a rank-{} input", xd.len())))?,
+            0 if zero_copies => xd
+                .get(i)
+                .cloned()
+                .ok_or_else(|| c.err(format!("shape {target:?} copies dim {i} of a rank-{} input", xd.len())))?,
             t if t > 0 => Dim::Fixed(t as usize),
             _ => return c.add(Op::DynReshape { zero_copies }, &[x, s]),
         });
@@ -435,7 +481,8 @@ fn split(c: &mut Ctx, n: &NodeProto) -> LResult<Vec<NodeId>> {
         }
     };
     let sizes = if sizes.is_empty() {
-        let parts = if c.opset >= 18 { c.attrs(n).int("num_outputs").map(|v| v as usize).unwrap_or(outputs) } else { outputs };
+        let parts =
+            if c.opset >= 18 { c.attrs(n).int("num_outputs").map(|v| v as usize).unwrap_or(outputs) } else { outputs };
         let Dim::Fixed(d) = dims[axis] else {
             return Err(c.err(format!("splitting run-time dim {} into equal parts needs explicit sizes", dims[axis])));
         };
@@ -530,7 +577,9 @@ pub fn matmul(c: &mut Ctx, a: NodeId, b: NodeId) -> LResult<NodeId> {
             bdims.push(match (&ad[i], &bd[i]) {
                 (Dim::Fixed(1), d) | (d, Dim::Fixed(1)) => d.clone(),
                 (x, y) if x == y => x.clone(),
-                (Dim::Fixed(x), Dim::Fixed(y)) => return Err(c.err(format!("batch dims {x} and {y} do not broadcast"))),
+                (Dim::Fixed(x), Dim::Fixed(y)) => {
+                    return Err(c.err(format!("batch dims {x} and {y} do not broadcast")));
+                }
                 (Dim::Fixed(_), _) => ad[i].clone(),
                 _ => bd[i].clone(),
             });
@@ -601,7 +650,8 @@ fn reduce(c: &mut Ctx, op: ReduceOp, x: NodeId, axes: &[usize], keep: bool) -> L
     if !keep {
         return Ok(r);
     }
-    let dims = c.dims(x).iter().enumerate().map(|(i, d)| if axes.contains(&i) { Dim::Fixed(1) } else { d.clone() }).collect();
+    let dims =
+        c.dims(x).iter().enumerate().map(|(i, d)| if axes.contains(&i) { Dim::Fixed(1) } else { d.clone() }).collect();
     c.reshape(r, dims)
 }
 

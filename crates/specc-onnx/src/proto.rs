@@ -64,11 +64,16 @@ pub fn dtype_of(code: i32) -> Option<DType> {
 /// with neither value nor name gets `fresh()`.
 pub fn value_type(vi: &ValueInfoProto, fresh: &mut dyn FnMut() -> Dim) -> Result<TensorType, ImportError> {
     if !vi.type_.has_tensor_type() {
-        return Err(ImportError::UnsupportedType { what: format!("value `{}`", vi.name), ty: "a non-tensor type".into() });
+        return Err(ImportError::UnsupportedType {
+            what: format!("value `{}`", vi.name),
+            ty: "a non-tensor type".into(),
+        });
     }
     let t = vi.type_.tensor_type();
-    let dtype = dtype_of(t.elem_type)
-        .ok_or_else(|| ImportError::UnsupportedType { what: format!("value `{}`", vi.name), ty: elem_name(t.elem_type) })?;
+    let dtype = dtype_of(t.elem_type).ok_or_else(|| ImportError::UnsupportedType {
+        what: format!("value `{}`", vi.name),
+        ty: elem_name(t.elem_type),
+    })?;
     let Some(shape) = t.shape.as_ref() else {
         return Err(ImportError::Invalid(format!("value `{}` has no shape (its rank must be known)", vi.name)));
     };
@@ -122,8 +127,13 @@ pub fn tensor_value(t: &TensorProto, dir: Option<&Path>, keep_inline: bool) -> R
     let bytes: WeightBytes = if external {
         let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
         let location = get("location").ok_or_else(|| tensor_err(name, "external data without a location"))?;
-        let offset: u64 = get("offset").map(|s| s.parse()).transpose().map_err(|_| tensor_err(name, "bad external offset"))?.unwrap_or(0);
-        let length: Option<usize> = get("length").map(|s| s.parse()).transpose().map_err(|_| tensor_err(name, "bad external length"))?;
+        let offset: u64 = get("offset")
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(|_| tensor_err(name, "bad external offset"))?
+            .unwrap_or(0);
+        let length: Option<usize> =
+            get("length").map(|s| s.parse()).transpose().map_err(|_| tensor_err(name, "bad external length"))?;
         if length.is_some_and(|l| l != nbytes) {
             return Err(tensor_err(name, format!("external length {length:?} but {ty} needs {nbytes} bytes")));
         }
@@ -132,7 +142,13 @@ pub fn tensor_value(t: &TensorProto, dir: Option<&Path>, keep_inline: bool) -> R
             .map_err(|e| tensor_err(name, format!("external data file {}: {e}", path.display())))?
             .len();
         if offset + nbytes as u64 > size {
-            return Err(tensor_err(name, format!("external data {}: {nbytes} bytes at offset {offset} pass the end ({size} bytes)", path.display())));
+            return Err(tensor_err(
+                name,
+                format!(
+                    "external data {}: {nbytes} bytes at offset {offset} pass the end ({size} bytes)",
+                    path.display()
+                ),
+            ));
         }
         WeightBytes::File { path, offset, len: nbytes }
     } else if !t.raw_data.is_empty() || n == 0 {
@@ -161,9 +177,15 @@ pub fn tensor_value(t: &TensorProto, dir: Option<&Path>, keep_inline: bool) -> R
 
 pub fn literal_from_le(dtype: DType, shape: Vec<usize>, raw: &[u8]) -> Literal {
     let data = match dtype {
-        DType::F32 => LiteralData::F32(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
-        DType::I32 => LiteralData::I32(raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()),
-        DType::I64 => LiteralData::I64(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
+        DType::F32 => {
+            LiteralData::F32(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+        }
+        DType::I32 => {
+            LiteralData::I32(raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect())
+        }
+        DType::I64 => {
+            LiteralData::I64(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
+        }
         DType::Bool => LiteralData::Bool(raw.iter().map(|&b| b != 0).collect()),
     };
     Literal { shape, data }
@@ -210,7 +232,8 @@ pub fn read_tensor_file(path: &Path) -> Result<Literal, ImportError> {
     use onnx_ir::Message;
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: shown.clone(), source })?;
-    let t = TensorProto::parse_from_bytes(&bytes).map_err(|e| ImportError::NotOnnx { path: shown, detail: e.to_string() })?;
+    let t = TensorProto::parse_from_bytes(&bytes)
+        .map_err(|e| ImportError::NotOnnx { path: shown, detail: e.to_string() })?;
     match tensor_value(&t, path.parent(), true)? {
         TensorValue::Literal(l) => Ok(l),
         TensorValue::Weight(..) => unreachable!("keep_inline gives literals"),

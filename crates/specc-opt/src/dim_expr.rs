@@ -109,7 +109,8 @@ mod tests {
 
     #[test]
     fn derived_dims_evaluate() {
-        let env: BTreeMap<String, usize> = [("past_sequence_length".to_string(), 64), ("sequence_length".to_string(), 5)].into();
+        let env: BTreeMap<String, usize> =
+            [("past_sequence_length".to_string(), 64), ("sequence_length".to_string(), 5)].into();
         assert_eq!(eval("past_sequence_length + sequence_length", &env), Some(69));
         assert_eq!(eval("past_sequence_length + 1", &env), Some(65));
         assert_eq!(eval("2 * (sequence_length - 1)", &env), Some(8));

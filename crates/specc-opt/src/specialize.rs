@@ -11,9 +11,7 @@
 
 use specc_ir::infer::{self, DimSource, Operand};
 use specc_ir::semantics;
-use specc_ir::{
-    Dim, Graph, GraphBuilder, IrError, Literal, Node, NodeId, Op, Rewrite, Shape, TensorType, verify,
-};
+use specc_ir::{Dim, Graph, GraphBuilder, IrError, Literal, Node, NodeId, Op, Rewrite, Shape, TensorType, verify};
 use std::collections::{BTreeMap, HashMap};
 
 /// Constant results up to this many elements are folded into literals;
@@ -41,10 +39,14 @@ impl Bindings {
         let mut out = self.clone();
         for k in known {
             if let Some(v) = crate::dim_expr::eval(k, &self.0) {
-                let v = usize::try_from(v).map_err(|_| OptError::UnknownDim { name: k.clone(), known: format!("its formula gives {v}") })?;
+                let v = usize::try_from(v)
+                    .map_err(|_| OptError::UnknownDim { name: k.clone(), known: format!("its formula gives {v}") })?;
                 match self.0.get(k) {
                     Some(&given) if given != v => {
-                        return Err(OptError::UnknownDim { name: k.clone(), known: format!("bound to {given}, but its formula gives {v}") });
+                        return Err(OptError::UnknownDim {
+                            name: k.clone(),
+                            known: format!("bound to {given}, but its formula gives {v}"),
+                        });
                     }
                     _ => {
                         out.0.insert(k.clone(), v);
@@ -160,7 +162,13 @@ impl Specializer {
     }
 
     /// The node that replaces `op(operands)`, if a rule applies.
-    fn rule(&mut self, b: &mut GraphBuilder, name: &str, op: &Op, operands: &[NodeId]) -> Result<Option<NodeId>, IrError> {
+    fn rule(
+        &mut self,
+        b: &mut GraphBuilder,
+        name: &str,
+        op: &Op,
+        operands: &[NodeId],
+    ) -> Result<Option<NodeId>, IrError> {
         let ty = |i: usize| b.ty(operands[i]).clone();
         let lit = |b: &GraphBuilder, i: usize| b.constant_value(operands[i]).cloned();
         match op {
@@ -172,15 +180,27 @@ impl Specializer {
             }
             Op::Reshape { shape } if ty(0).shape == *shape => return Ok(Some(operands[0])),
             Op::Convert { to } if ty(0).dtype == *to => return Ok(Some(operands[0])),
-            Op::Transpose { perm } if perm.iter().enumerate().all(|(i, &p)| i == p) => return Ok(Some(operands[0])),
-            Op::Broadcast { shape, dims }
-                if ty(0).shape == *shape && dims.iter().enumerate().all(|(i, &d)| i == d) =>
-            {
+            Op::Transpose { perm } if perm.iter().enumerate().all(|(i, &p)| i == p) => {
                 return Ok(Some(operands[0]));
+            }
+            Op::Broadcast { shape, dims } if ty(0).shape == *shape && dims.iter().enumerate().all(|(i, &d)| i == d) => {
+                return Ok(Some(operands[0]));
+            }
+            // x^2 is x*x: exact, cheaper everywhere, and Neuron wants
+            // constant integer exponents anyway.
+            Op::Binary { op: specc_ir::BinaryOp::Pow }
+                if lit(b, 1).is_some_and(|l| l.is_splat_of(2.0)) && fits_within(&ty(1).shape, &ty(0).shape) =>
+            {
+                return b.add(name, Op::Binary { op: specc_ir::BinaryOp::Mul }, &[operands[0], operands[0]]).map(Some);
             }
             Op::Slice { starts, limits, strides } => {
                 if let Some(s) = ty(0).shape.as_fixed() {
-                    let sl = semantics::StaticSlice { starts: starts.clone(), limits: limits.clone(), strides: strides.clone(), reverse: vec![] };
+                    let sl = semantics::StaticSlice {
+                        starts: starts.clone(),
+                        limits: limits.clone(),
+                        strides: strides.clone(),
+                        reverse: vec![],
+                    };
                     if sl.is_identity(&s) {
                         return Ok(Some(operands[0]));
                     }
@@ -192,7 +212,8 @@ impl Specializer {
         if !matches!(op, Op::Parameter { .. } | Op::Weight { .. } | Op::Constant { .. })
             && operands.iter().all(|&o| b.constant_value(o).is_some())
         {
-            let ops: Vec<Operand> = operands.iter().map(|&o| Operand { ty: b.ty(o), value: b.constant_value(o) }).collect();
+            let ops: Vec<Operand> =
+                operands.iter().map(|&o| Operand { ty: b.ty(o), value: b.constant_value(o) }).collect();
             if let Ok(t) = infer::infer(op, &ops, &mut Scratch) {
                 if t.shape.num_elements().is_some_and(|n| n <= FOLD_LIMIT || matches!(op, Op::DynRange)) {
                     let args: Vec<&Literal> = operands.iter().map(|&o| b.constant_value(o).expect("checked")).collect();
@@ -224,7 +245,9 @@ impl Specializer {
                     if let Some(out) = target.and_then(|t| semantics::broadcast_shapes(&input, &t).ok()) {
                         let lift = out.len() - input.len();
                         let dims = (lift..out.len()).collect();
-                        return b.add(name, Op::Broadcast { shape: Shape::fixed(&out), dims }, &operands[..1]).map(Some);
+                        return b
+                            .add(name, Op::Broadcast { shape: Shape::fixed(&out), dims }, &operands[..1])
+                            .map(Some);
                     }
                 }
             }
@@ -277,6 +300,12 @@ impl Rewrite for Specializer {
         self.unify(&old.ty, &new_ty);
         Ok(id)
     }
+}
+
+/// Whether broadcasting `small` against `big` (equal rank) leaves `big`'s
+/// shape unchanged.
+fn fits_within(small: &Shape, big: &Shape) -> bool {
+    small.rank() == big.rank() && small.0.iter().zip(&big.0).all(|(s, b)| s == b || *s == Dim::Fixed(1))
 }
 
 /// One forward folding rewrite with `bindings`, then dead-code removal.
@@ -371,12 +400,15 @@ impl Rewrite for Freeze<'_> {
 /// stay in the interface, unused), so that shapes given as data can fold.
 pub fn freeze_inputs(g: &Graph, values: &[(&str, Literal)]) -> Result<Graph, OptError> {
     for (name, lit) in values {
-        let (_, p) = g.param_by_name(name).ok_or_else(|| OptError::UnknownDim {
-            name: name.to_string(),
-            known: "(no such input)".into(),
-        })?;
+        let (_, p) = g
+            .param_by_name(name)
+            .ok_or_else(|| OptError::UnknownDim { name: name.to_string(), known: "(no such input)".into() })?;
         if g.ty(p).dtype != lit.dtype() || g.ty(p).rank() != lit.shape.len() {
-            return Err(OptError::Fold { node: name.to_string(), op: "parameter", message: format!("value {} does not fit {}", lit.ty(), g.ty(p)) });
+            return Err(OptError::Fold {
+                node: name.to_string(),
+                op: "parameter",
+                message: format!("value {} does not fit {}", lit.ty(), g.ty(p)),
+            });
         }
     }
     let mut f = Freeze { values: HashMap::new(), made: HashMap::new(), names: values };
