@@ -1,0 +1,2 @@
+//! XLA HLO emission (work in progress).
+pub mod proto;
