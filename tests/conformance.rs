@@ -39,26 +39,6 @@ fn ensure_cases() -> PathBuf {
     dir
 }
 
-fn read_pb(path: &Path) -> Result<Literal, String> {
-    specc_onnx::proto::read_tensor_file(path).map_err(|e| e.to_string())
-}
-
-fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    let n = name.strip_prefix(prefix)?.strip_suffix(".pb")?.parse().ok()?;
-                    Some((n, e.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v.into_iter().map(|(_, p)| p).collect()
-}
-
 fn close(got: &Literal, want: &Literal) -> Result<(), String> {
     if got.shape != want.shape || got.dtype() != want.dtype() {
         return Err(format!("got {}{:?}, expected {}{:?}", got.dtype(), got.shape, want.dtype(), want.shape));
@@ -98,35 +78,11 @@ fn run(
 fn run_case(dir: &Path) -> Result<(), String> {
     let m = specc_onnx::import_file(&dir.join("model.onnx")).map_err(|e| e.to_string())?;
     let data = dir.join("test_data_set_0");
-    let inputs: Vec<Literal> = numbered(&data, "input_").iter().map(|p| read_pb(p)).collect::<Result<_, _>>()?;
-    let outputs: Vec<Literal> = numbered(&data, "output_").iter().map(|p| read_pb(p)).collect::<Result<_, _>>()?;
+    let inputs = common::numbered_pbs(&data, "input_")?;
+    let outputs = common::numbered_pbs(&data, "output_")?;
     run(m.graph.clone(), &m.weights, &inputs, &outputs).map_err(|e| format!("as imported: {e}"))?;
-    let names: Vec<String> = m.graph.params().iter().map(|&p| m.graph.node(p).name.clone()).collect();
-    let shapes: Vec<(&str, &[usize])> =
-        names.iter().map(String::as_str).zip(inputs.iter().map(|l| l.shape.as_slice())).collect();
-    let b = specc_opt::Bindings::from_shapes(&m.graph, &shapes)?;
-    let g = match specc_opt::specialize(&m.graph, &b) {
-        Ok((g, _)) => g,
-        // Shapes given as data (a reshape target as a graph input, say)
-        // fold once those inputs are frozen to this case's values.
-        Err(specc_opt::OptError::NotStatic { .. }) => {
-            let ints: Vec<(&str, Literal)> = names
-                .iter()
-                .map(String::as_str)
-                .zip(inputs.iter().cloned())
-                .filter(|(_, l)| l.num_elements() <= 16)
-                .collect();
-            let frozen = specc_opt::freeze_inputs(&m.graph, &ints).map_err(|e| format!("freezing: {e}"))?;
-            specc_opt::specialize(&frozen, &b).map_err(|e| format!("as imported: ok; specializing: {e}"))?.0
-        }
-        Err(e) => return Err(format!("as imported: ok; specializing: {e}")),
-    };
+    let g = common::specialize_for(&m, &inputs)?;
     run(g, &m.weights, &inputs, &outputs).map_err(|e| format!("specialized: {e}"))
-}
-
-/// One line, no case-specific numbers that would churn.
-fn reason(e: &str) -> String {
-    e.lines().next().unwrap_or("").chars().take(160).collect()
 }
 
 #[test]
@@ -186,44 +142,5 @@ fn onnx_node_conformance() {
     }
 
     let file = common::repo().join("tests/conformance/expectations.txt");
-    let rendered: String = outcomes
-        .iter()
-        .map(|(n, r)| match r {
-            Ok(()) => format!("{n} pass\n"),
-            Err(e) => format!("{n} fail {}\n", reason(e)),
-        })
-        .collect();
-    if std::env::var("SPECC_BLESS").is_ok() {
-        let header = "# ONNX node conformance expectations (tests/conformance.rs).\n# One case per line: `<case> pass` or `<case> fail <reason>`. Regenerate with SPECC_BLESS=1.\n";
-        std::fs::write(&file, format!("{header}{rendered}")).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("{}: {e} (create it with SPECC_BLESS=1)", file.display()));
-    let mut want: BTreeMap<String, bool> = BTreeMap::new();
-    for line in expected.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-        let mut parts = line.splitn(3, ' ');
-        let (n, verdict) = (parts.next().unwrap(), parts.next().unwrap_or(""));
-        want.insert(n.to_string(), verdict == "pass");
-    }
-    let mut problems = Vec::new();
-    for (n, r) in &outcomes {
-        match (want.get(n), r) {
-            (None, _) => problems.push(format!("{n}: not in expectations.txt")),
-            (Some(true), Err(e)) => problems.push(format!("{n}: expected to pass, failed: {e}")),
-            (Some(false), Ok(())) => {
-                problems.push(format!("{n}: expected to fail, now passes (update expectations.txt)"))
-            }
-            _ => {}
-        }
-        if let Err(e) = r {
-            if e.starts_with("PANIC") {
-                problems.push(format!("{n}: panicked (specc must never panic): {e}"));
-            }
-        }
-    }
-    for n in want.keys().filter(|n| !outcomes.contains_key(*n)) {
-        problems.push(format!("{n}: in expectations.txt but not found among the cases"));
-    }
-    assert!(problems.is_empty(), "{} unexpected conformance outcomes:\n{}", problems.len(), problems.join("\n"));
+    common::check_expectations(&file, "ONNX node conformance expectations (tests/conformance.rs).", &outcomes);
 }

@@ -78,3 +78,82 @@ pub fn argmax_last(l: &Literal) -> Vec<i64> {
         })
         .collect()
 }
+
+/// Specializes an imported model to concrete inputs (given in parameter
+/// order). Shapes given as data (a reshape target as a graph input, say)
+/// fold once those small inputs are frozen to their values.
+pub fn specialize_for(m: &specc_onnx::Model, inputs: &[Literal]) -> Result<specc_ir::Graph, String> {
+    let names: Vec<String> = m.graph.params().iter().map(|&p| m.graph.node(p).name.clone()).collect();
+    let shapes: Vec<(&str, &[usize])> = names.iter().map(String::as_str).zip(inputs.iter().map(|l| l.shape.as_slice())).collect();
+    let b = specc_opt::Bindings::from_shapes(&m.graph, &shapes)?;
+    match specc_opt::specialize(&m.graph, &b) {
+        Ok((g, _)) => Ok(g),
+        Err(specc_opt::OptError::NotStatic { .. }) => {
+            let small: Vec<(&str, Literal)> =
+                names.iter().map(String::as_str).zip(inputs.iter().cloned()).filter(|(_, l)| l.num_elements() <= 16).collect();
+            let frozen = specc_opt::freeze_inputs(&m.graph, &small).map_err(|e| format!("freezing: {e}"))?;
+            Ok(specc_opt::specialize(&frozen, &b).map_err(|e| format!("as imported: ok; specializing: {e}"))?.0)
+        }
+        Err(e) => Err(format!("as imported: ok; specializing: {e}")),
+    }
+}
+
+/// Reads a test case's numbered `.pb` tensors (`input_0.pb`, ...).
+pub fn numbered_pbs(dir: &std::path::Path, prefix: &str) -> Result<Vec<Literal>, String> {
+    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let n = name.strip_prefix(prefix)?.strip_suffix(".pb")?.parse().ok()?;
+                    Some((n, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.into_iter().map(|(_, p)| specc_onnx::proto::read_tensor_file(&p).map_err(|e| e.to_string())).collect()
+}
+
+/// Outcome lines `<case> pass` / `<case> fail <reason>`, checked against an
+/// expectations file, or written to it when SPECC_BLESS is set.
+pub fn check_expectations(file: &std::path::Path, title: &str, outcomes: &std::collections::BTreeMap<String, Result<(), String>>) {
+    let rendered: String = outcomes
+        .iter()
+        .map(|(n, r)| match r {
+            Ok(()) => format!("{n} pass\n"),
+            Err(e) => format!("{n} fail {}\n", e.lines().next().unwrap_or("").chars().take(160).collect::<String>()),
+        })
+        .collect();
+    if std::env::var("SPECC_BLESS").is_ok() {
+        let header = format!("# {title}\n# One case per line: `<case> pass` or `<case> fail <reason>`. Regenerate with SPECC_BLESS=1.\n");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, format!("{header}{rendered}")).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e} (create it with SPECC_BLESS=1)", file.display()));
+    let mut want = std::collections::BTreeMap::new();
+    for line in expected.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let mut parts = line.splitn(3, ' ');
+        let (n, verdict) = (parts.next().unwrap(), parts.next().unwrap_or(""));
+        want.insert(n.to_string(), verdict == "pass");
+    }
+    let mut problems = Vec::new();
+    for (n, r) in outcomes {
+        match (want.get(n), r) {
+            (None, _) => problems.push(format!("{n}: not in {}", file.display())),
+            (Some(true), Err(e)) => problems.push(format!("{n}: expected to pass, failed: {e}")),
+            (Some(false), Ok(())) => problems.push(format!("{n}: expected to fail, now passes (update the expectations)")),
+            _ => {}
+        }
+        if let Err(e) = r {
+            if e.contains("PANIC") {
+                problems.push(format!("{n}: panicked (specc must never panic): {e}"));
+            }
+        }
+    }
+    for n in want.keys().filter(|n| !outcomes.contains_key(*n)) {
+        problems.push(format!("{n}: in {} but not among the cases", file.display()));
+    }
+    assert!(problems.is_empty(), "{} unexpected outcomes:\n{}", problems.len(), problems.join("\n"));
+}

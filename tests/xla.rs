@@ -1,0 +1,125 @@
+//! Emitted HLO on real XLA: every fixture model (prefill and decode
+//! specializations) and every ONNX conformance case the interpreter passes
+//! are lowered to HLO, written as text and proto, and run by
+//! tools/xla_check.py on jax's XLA CPU, which compares both forms with the
+//! reference interpreter. Outcomes are pinned in tests/xla/expectations.txt.
+//!
+//! Needs the pinned jax in `.venv-ci` (`tools/setup-ci-venv.sh`, which
+//! `.ci/run` and the README's test command run first); without it this test
+//! fails and says how to get it.
+
+mod common;
+use common::*;
+use specc_interp::{Cpu, Session, cpu_device};
+use specc_ir::{Graph, Literal, WeightStore};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("SPECC_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = repo().join(".venv-ci/bin/python");
+    assert!(
+        venv.exists(),
+        "the XLA check needs the pinned jax: run tools/setup-ci-venv.sh (or set SPECC_PYTHON to a python with tools/requirements-ci.txt)"
+    );
+    venv
+}
+
+/// Writes one case directory; the interpreter's outputs are the expectation.
+fn write_case(dir: &Path, g: &Graph, weights: &WeightStore, inputs: &[Literal], atol: f64) -> Result<(), String> {
+    let module = specc_hlo::lower(g, &[]).map_err(|e| e.to_string())?;
+    let s = Session::<Cpu>::new(g.clone(), weights, cpu_device()).map_err(|e| e.to_string())?;
+    let names: Vec<String> = g.params().iter().map(|&p| g.node(p).name.clone()).collect();
+    let named: Vec<(&str, &Literal)> = names.iter().map(String::as_str).zip(inputs).collect();
+    let outs = s.run_named(&named).map_err(|e| e.to_string())?;
+    let mut params: Vec<(String, Literal)> = inputs.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect();
+    for w in g.weights() {
+        let e = weights.get(&w.name).ok_or("weight without data")?;
+        let bytes = e.bytes.read().map_err(|e| e.to_string())?;
+        let lit = specc_onnx::proto::literal_from_le(w.ty.dtype, w.ty.shape.as_fixed().unwrap(), &bytes);
+        params.push((params.len().to_string(), lit));
+    }
+    let expected: Vec<(String, Literal)> = outs.into_iter().enumerate().map(|(i, (_, l))| (i.to_string(), l)).collect();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("module.hlo.txt"), specc_hlo::to_text(&module)).unwrap();
+    std::fs::write(dir.join("module.hlo.pb"), specc_hlo::to_proto_bytes(&module)).unwrap();
+    specc::tensor_io::write(&dir.join("inputs.safetensors"), &params).map_err(|e| e.to_string())?;
+    specc::tensor_io::write(&dir.join("expected.safetensors"), &expected).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("case.json"), format!("{{\"atol\": {atol:e}, \"rtol\": {atol:e}}}")).unwrap();
+    Ok(())
+}
+
+fn fixture_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>>) {
+    for arch in ARCHS {
+        for (model, case) in [("nocache.onnx", "nocache"), ("with_past/model.onnx", "prefill"), ("with_past/model.onnx", "decode")] {
+            let dir = fixture(arch);
+            let m = specc_onnx::import_file(&dir.join(model)).unwrap();
+            let ins = read(&dir.join(format!("reference/{case}.in.safetensors")));
+            let inputs: Vec<Literal> = m
+                .graph
+                .params()
+                .iter()
+                .map(|&p| ins.iter().find(|(n, _)| *n == m.graph.node(p).name).unwrap().1.clone())
+                .collect();
+            let name = format!("fixture_{arch}_{case}");
+            let r = specialize_for(&m, &inputs).and_then(|g| write_case(&root.join(&name), &g, &m.weights, &inputs, 1e-4));
+            prepared.insert(name, r);
+        }
+    }
+}
+
+fn conformance_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>>) {
+    let cases = repo().join(".cache/onnx-node-tests");
+    let expectations = std::fs::read_to_string(repo().join("tests/conformance/expectations.txt")).unwrap();
+    assert!(cases.join(".complete-1.22.0").exists(), "run the conformance test first (it fetches the cases)");
+    for line in expectations.lines().filter(|l| l.ends_with(" pass")) {
+        let name = line.split(' ').next().unwrap();
+        let dir = cases.join(name);
+        let r = (|| {
+            let m = specc_onnx::import_file(&dir.join("model.onnx")).map_err(|e| e.to_string())?;
+            let inputs = numbered_pbs(&dir.join("test_data_set_0"), "input_")?;
+            let g = specialize_for(&m, &inputs)?;
+            write_case(&root.join(format!("onnx_{name}")), &g, &m.weights, &inputs, 1e-5)
+        })();
+        prepared.insert(format!("onnx_{name}"), r);
+    }
+}
+
+#[test]
+fn emitted_hlo_runs_on_xla_cpu_like_the_interpreter() {
+    let py = python();
+    // The conformance cases must be present (the conformance test fetches them).
+    let status = std::process::Command::new("python3").arg(repo().join("tools/fetch_onnx_conformance.py")).status().unwrap();
+    assert!(status.success());
+    let root = repo().join("target/xla-cases");
+    let _ = std::fs::remove_dir_all(&root);
+    let mut prepared = BTreeMap::new();
+    fixture_cases(&root, &mut prepared);
+    conformance_cases(&root, &mut prepared);
+    let out = std::process::Command::new(&py).arg(repo().join("tools/xla_check.py")).arg(&root).output().unwrap();
+    assert!(out.status.success(), "xla_check.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    let results: BTreeMap<String, Option<String>> =
+        serde_json::from_str(&std::fs::read_to_string(root.join("results.json")).unwrap()).unwrap();
+    let mut outcomes = BTreeMap::new();
+    for (name, prep) in prepared {
+        let outcome = match prep {
+            Err(e) => Err(format!("not emitted: {e}")),
+            Ok(()) => match results.get(&name) {
+                Some(None) => Ok(()),
+                Some(Some(reason)) => Err(reason.clone()),
+                None => Err("xla_check.py gave no result".into()),
+            },
+        };
+        outcomes.insert(name, outcome);
+    }
+    let fixtures = outcomes.iter().filter(|(n, r)| n.starts_with("fixture_") && r.is_ok()).count();
+    let onnx = outcomes.iter().filter(|(n, r)| n.starts_with("onnx_") && r.is_ok()).count();
+    eprintln!(
+        "XLA CPU agrees with the interpreter: {fixtures}/12 fixture specializations, {onnx}/{} conformance cases",
+        outcomes.keys().filter(|n| n.starts_with("onnx_")).count()
+    );
+    check_expectations(&repo().join("tests/xla/expectations.txt"), "HLO on XLA CPU expectations (tests/xla.rs).", &outcomes);
+}

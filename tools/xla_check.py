@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Run HLO modules that specc emitted on real XLA (jax's XLA CPU) and compare
+them with specc's reference interpreter.
+
+Each case is a directory (written by tests/xla.rs) holding:
+  module.hlo.txt, module.hlo.pb   the same module as HLO text and as a
+                                  serialized HloModuleProto
+  inputs.safetensors              parameter i under key "i"
+  expected.safetensors            the interpreter's output i under key "i"
+  case.json                       {"atol": .., "rtol": ..}
+
+For every case it checks that
+  1. XLA parses the text and loads the proto, and both compile;
+  2. the text, once parsed and re-serialized by XLA, has the same program
+     shape (parameter and result shapes) as specc's proto;
+  3. both forms give bitwise-identical outputs;
+  4. the outputs match the interpreter's within the case's tolerance
+     (|a - b| <= atol + rtol * |b|, NaN equals NaN).
+
+Malformed HLO can kill XLA instead of raising (an abort or a segfault), so
+cases run in a worker process that is restarted after a crash; the crash
+becomes that case's failure. Results go to DIR/results.json.
+
+Usage: python tools/xla_check.py DIR
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+
+def run_case(path):
+    import numpy as np
+    import jax
+    from jaxlib import _hlo, _jax, xla_client as xc
+    from safetensors.numpy import load_file
+
+    case = json.loads((path / "case.json").read_text())
+    text = (path / "module.hlo.txt").read_text()
+    ours = (path / "module.hlo.pb").read_bytes()
+    inputs = load_file(str(path / "inputs.safetensors"))
+    expected = load_file(str(path / "expected.safetensors"))
+    args = [inputs[str(i)] for i in range(len(inputs))]
+    want = [expected[str(i)] for i in range(len(expected))]
+    dev = jax.devices("cpu")[0]
+
+    def compile_and_run(proto):
+        mlir = _jax.mlir.hlo_to_stablehlo(proto)
+        exe = dev.client.compile_and_load(mlir, xc.DeviceList((dev,)), xc.CompileOptions())
+        res = exe.execute_sharded([jax.device_put(a, dev) for a in args])
+        return [np.asarray(x[0]) for x in res.disassemble_into_single_device_arrays()]
+
+    def shapes(proto):
+        ps = _hlo.XlaComputation(proto).program_shape()
+        return [str(s) for s in ps.parameter_shapes()], str(ps.result_shape())
+
+    from_text = _hlo.hlo_module_from_text(text).as_serialized_hlo_module_proto()
+    if shapes(from_text) != shapes(ours):
+        return f"program shapes differ: text {shapes(from_text)} vs proto {shapes(ours)}"
+    out_text = compile_and_run(from_text)
+    out_proto = compile_and_run(ours)
+    if len(out_proto) != len(want):
+        return f"{len(out_proto)} outputs, the interpreter gave {len(want)}"
+    for i, (t, p) in enumerate(zip(out_text, out_proto)):
+        same = t.shape == p.shape and t.dtype == p.dtype and np.array_equal(t, p, equal_nan=t.dtype.kind == "f")
+        if not same:
+            return f"output {i}: text and proto forms disagree"
+    atol, rtol = case["atol"], case["rtol"]
+    for i, (got, w) in enumerate(zip(out_proto, want)):
+        if got.shape != w.shape:
+            return f"output {i}: shape {got.shape}, interpreter {w.shape}"
+        if got.dtype != w.dtype:
+            return f"output {i}: dtype {got.dtype}, interpreter {w.dtype}"
+        if got.dtype.kind in "fc":
+            g, e = got.astype(np.float64), w.astype(np.float64)
+            bad = ~((np.abs(g - e) <= atol + rtol * np.abs(e)) | (np.isnan(g) & np.isnan(e)))
+        else:
+            bad = got != w
+        if bad.any():
+            k = int(np.argmax(bad.reshape(-1)))
+            return f"output {i}: element {k}: XLA {got.reshape(-1)[k]}, interpreter {w.reshape(-1)[k]}"
+    return None
+
+
+def worker():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # keep s64 inputs as s64
+    for line in sys.stdin:
+        path = pathlib.Path(line.strip())
+        try:
+            reason = run_case(path)
+        except Exception as e:  # a refusal by XLA is a case failure, not ours
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        print(json.dumps({"case": path.name, "reason": reason}), flush=True)
+
+
+def main():
+    if len(sys.argv) == 2 and sys.argv[1] == "--worker":
+        return worker()
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    root = pathlib.Path(sys.argv[1])
+    cases = sorted(p for p in root.iterdir() if (p / "case.json").exists())
+    results = {}
+    pending = list(cases)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    while pending:
+        proc = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        proc.stdin.write("".join(f"{p}\n" for p in pending))
+        proc.stdin.close()
+        for line in proc.stdout:
+            r = json.loads(line)
+            results[r["case"]] = r["reason"]
+            pending = [p for p in pending if p.name != r["case"]]
+        rc = proc.wait()
+        if pending:
+            # The worker died on the first case it had not answered.
+            results[pending[0].name] = f"XLA crashed (exit {rc})"
+            pending = pending[1:]
+    (root / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
+    ok = sum(1 for r in results.values() if r is None)
+    print(f"xla_check: {ok}/{len(results)} cases agree with the interpreter on XLA CPU (text and proto)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
