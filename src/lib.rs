@@ -2,4 +2,5 @@
 //! tests drive the same code as users.
 
 pub mod commands;
+pub mod neuronx;
 pub mod tensor_io;

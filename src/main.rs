@@ -19,6 +19,37 @@ enum Command {
         /// The ONNX model.
         model: PathBuf,
     },
+    /// Compile an ONNX model to an artifact directory: HLO (proto and text),
+    /// IR, weights and a manifest; NEFFs too when neuronx-cc is installed.
+    Compile {
+        /// The ONNX model.
+        model: PathBuf,
+        /// The artifact directory to write (replaced atomically).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Bind a symbolic dim (repeatable); every dim must end up bound.
+        #[arg(long = "dim", value_name = "NAME=VALUE")]
+        dims: Vec<String>,
+        /// trn1, trn2, inf2 (Neuron: checked and narrowed to s32) or xla (portable).
+        #[arg(long, default_value = "trn1")]
+        target: String,
+        /// `copy` the weights into the artifact, or `link` them where they are
+        /// (ONNX external data; nothing is read).
+        #[arg(long, default_value = "copy")]
+        weights: String,
+        /// neuronx-cc --model-type.
+        #[arg(long, default_value = "transformer")]
+        model_type: String,
+        /// neuronx-cc --auto-cast (none, matmult, all).
+        #[arg(long, default_value = "none")]
+        auto_cast: String,
+        /// neuronx-cc -O level for every graph (default: 1 for prefill, 2 otherwise).
+        #[arg(long)]
+        opt_level: Option<u8>,
+        /// The neuronx-cc to run (default: $SPECC_NEURONX_CC, then PATH).
+        #[arg(long)]
+        neuronx_cc: Option<PathBuf>,
+    },
     /// Run an ONNX model once on the reference interpreter.
     Eval {
         /// The ONNX model.
@@ -45,10 +76,40 @@ fn report(e: &dyn std::error::Error) -> String {
     s
 }
 
+#[allow(clippy::too_many_arguments)]
+fn compile(
+    model: PathBuf,
+    out: PathBuf,
+    dims: Vec<String>,
+    target: String,
+    weights: String,
+    model_type: String,
+    auto_cast: String,
+    opt_level: Option<u8>,
+    neuronx_cc: Option<PathBuf>,
+) -> Result<String, Box<dyn std::error::Error>> {
+    use specc::commands::compile::{self as c, CompileOptions, WeightMode};
+    let weights = match weights.as_str() {
+        "copy" => WeightMode::Copy,
+        "link" => WeightMode::Link,
+        other => return Err(format!("--weights {other}: use copy or link").into()),
+    };
+    let o = CompileOptions {
+        dims,
+        target: c::parse_target(&target)?,
+        weights,
+        neuronx: specc::neuronx::NeuronxOptions { model_type, auto_cast, opt_level, compiler: neuronx_cc },
+    };
+    Ok(c::compile(&model, &out, &o)?)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<String, Box<dyn std::error::Error>> = match cli.command {
         Command::Inspect { model } => specc::commands::inspect::inspect(&model).map_err(Into::into),
+        Command::Compile { model, out, dims, target, weights, model_type, auto_cast, opt_level, neuronx_cc } => {
+            compile(model, out, dims, target, weights, model_type, auto_cast, opt_level, neuronx_cc)
+        }
         Command::Eval { model, inputs, output, dims } => {
             specc::commands::eval::eval(&model, &inputs, &output, &dims).map_err(Into::into)
         }

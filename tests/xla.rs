@@ -28,8 +28,8 @@ fn python() -> PathBuf {
 }
 
 /// Writes one case directory; the interpreter's outputs are the expectation.
-fn write_case(dir: &Path, g: &Graph, weights: &WeightStore, inputs: &[Literal], atol: f64) -> Result<(), String> {
-    let module = specc_hlo::lower(g, &[]).map_err(|e| e.to_string())?;
+fn write_case(dir: &Path, g: &Graph, weights: &WeightStore, inputs: &[Literal], atol: f64, aliases: &[specc_hlo::Alias]) -> Result<(), String> {
+    let module = specc_hlo::lower(g, aliases).map_err(|e| e.to_string())?;
     let s = Session::<Cpu>::new(g.clone(), weights, cpu_device()).map_err(|e| e.to_string())?;
     let names: Vec<String> = g.params().iter().map(|&p| g.node(p).name.clone()).collect();
     let named: Vec<(&str, &Literal)> = names.iter().map(String::as_str).zip(inputs).collect();
@@ -64,10 +64,51 @@ fn fixture_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>
                 .map(|&p| ins.iter().find(|(n, _)| *n == m.graph.node(p).name).unwrap().1.clone())
                 .collect();
             let name = format!("fixture_{arch}_{case}");
-            let r = specialize_for(&m, &inputs).and_then(|g| write_case(&root.join(&name), &g, &m.weights, &inputs, 1e-4));
+            let r = specialize_for(&m, &inputs).and_then(|g| write_case(&root.join(&name), &g, &m.weights, &inputs, 1e-4, &[]));
+            prepared.insert(name, r);
+            // The Neuron profile: s64 narrowed to s32, checked by the trn1 rules.
+            let name = format!("fixture_{arch}_{case}_trn1");
+            let r = specialize_for(&m, &inputs).and_then(|g| {
+                let (g, _) = specc_opt::narrow_to_s32(&g, &Default::default()).map_err(|e| e.to_string())?;
+                let module = specc_hlo::lower(&g, &[]).map_err(|e| e.to_string())?;
+                specc_hlo::check(&module, specc_hlo::Target::Trn1).map_err(|v| format!("{v:?}"))?;
+                let narrowed: Vec<Literal> = inputs.iter().map(narrow_literal).collect();
+                write_case(&root.join(&name), &g, &m.weights, &narrowed, 1e-4, &[])
+            });
             prepared.insert(name, r);
         }
     }
+}
+
+fn narrow_literal(l: &Literal) -> Literal {
+    match &l.data {
+        specc_ir::LiteralData::I64(v) => Literal::new(l.shape.clone(), specc_ir::LiteralData::I32(v.iter().map(|&x| x as i32).collect())).unwrap(),
+        _ => l.clone(),
+    }
+}
+
+/// A state update with an input/output alias (the shape of a KV-cache
+/// write): `state'[pos..pos+2] = x`, output 0 aliasing parameter 0.
+fn alias_case(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>>) {
+    use specc_ir::{DType, GraphBuilder, LiteralData, Op, TensorType};
+    let mut b = GraphBuilder::new("state_update");
+    let state = b.parameter("state", TensorType::fixed(DType::F32, &[2, 6])).unwrap();
+    let x = b.parameter("x", TensorType::fixed(DType::F32, &[2, 2])).unwrap();
+    let pos = b.parameter("pos", TensorType::scalar(DType::I32)).unwrap();
+    let zero = b.constant("zero", Literal::scalar_i32(0)).unwrap();
+    let upd = b.add("update", Op::DynamicUpdateSlice, &[state, x, zero, pos]).unwrap();
+    let sum = b.add("sum", Op::Reduce { op: specc_ir::ReduceOp::Sum, axes: vec![0, 1] }, &[upd]).unwrap();
+    b.output("state_out", upd).unwrap();
+    b.output("total", sum).unwrap();
+    let g = b.finish().unwrap();
+    let inputs = vec![
+        Literal::new(vec![2, 6], LiteralData::F32((0..12).map(|v| v as f32).collect())).unwrap(),
+        Literal::new(vec![2, 2], LiteralData::F32(vec![-1.0, -2.0, -3.0, -4.0])).unwrap(),
+        Literal::scalar_i32(3),
+    ];
+    let aliases = [specc_hlo::Alias { output: 0, param: 0 }];
+    let r = write_case(&root.join("alias_state_update"), &g, &WeightStore::new(), &inputs, 0.0, &aliases);
+    prepared.insert("alias_state_update".into(), r);
 }
 
 fn conformance_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>>) {
@@ -81,7 +122,7 @@ fn conformance_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), Str
             let m = specc_onnx::import_file(&dir.join("model.onnx")).map_err(|e| e.to_string())?;
             let inputs = numbered_pbs(&dir.join("test_data_set_0"), "input_")?;
             let g = specialize_for(&m, &inputs)?;
-            write_case(&root.join(format!("onnx_{name}")), &g, &m.weights, &inputs, 1e-5)
+            write_case(&root.join(format!("onnx_{name}")), &g, &m.weights, &inputs, 1e-5, &[])
         })();
         prepared.insert(format!("onnx_{name}"), r);
     }
@@ -97,6 +138,7 @@ fn emitted_hlo_runs_on_xla_cpu_like_the_interpreter() {
     let _ = std::fs::remove_dir_all(&root);
     let mut prepared = BTreeMap::new();
     fixture_cases(&root, &mut prepared);
+    alias_case(&root, &mut prepared);
     conformance_cases(&root, &mut prepared);
     let out = std::process::Command::new(&py).arg(repo().join("tools/xla_check.py")).arg(&root).output().unwrap();
     assert!(out.status.success(), "xla_check.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
@@ -118,7 +160,7 @@ fn emitted_hlo_runs_on_xla_cpu_like_the_interpreter() {
     let fixtures = outcomes.iter().filter(|(n, r)| n.starts_with("fixture_") && r.is_ok()).count();
     let onnx = outcomes.iter().filter(|(n, r)| n.starts_with("onnx_") && r.is_ok()).count();
     eprintln!(
-        "XLA CPU agrees with the interpreter: {fixtures}/12 fixture specializations, {onnx}/{} conformance cases",
+        "XLA CPU agrees with the interpreter: {fixtures}/24 fixture specializations (xla and trn1 profiles), {onnx}/{} conformance cases",
         outcomes.keys().filter(|n| n.starts_with("onnx_")).count()
     );
     check_expectations(&repo().join("tests/xla/expectations.txt"), "HLO on XLA CPU expectations (tests/xla.rs).", &outcomes);

@@ -12,7 +12,8 @@ Each case is a directory (written by tests/xla.rs) holding:
 For every case it checks that
   1. XLA parses the text and loads the proto, and both compile;
   2. the text, once parsed and re-serialized by XLA, has the same program
-     shape (parameter and result shapes) as specc's proto;
+     shape (parameter and result shapes) and input/output aliases as
+     specc's proto;
   3. both forms give bitwise-identical outputs;
   4. the outputs match the interpreter's within the case's tolerance
      (|a - b| <= atol + rtol * |b|, NaN equals NaN).
@@ -29,6 +30,20 @@ import os
 import pathlib
 import subprocess
 import sys
+
+
+def aliases(hlo_text):
+    """The input_output_alias clause of a module's header line, if any."""
+    header = hlo_text.splitlines()[0]
+    start = header.find("input_output_alias={")
+    if start < 0:
+        return None
+    depth, i = 0, start + len("input_output_alias=")
+    for j in range(i, len(header)):
+        depth += {"{": 1, "}": -1}.get(header[j], 0)
+        if depth == 0:
+            return header[i:j + 1]
+    return header[i:]
 
 
 def run_case(path):
@@ -56,9 +71,13 @@ def run_case(path):
         ps = _hlo.XlaComputation(proto).program_shape()
         return [str(s) for s in ps.parameter_shapes()], str(ps.result_shape())
 
-    from_text = _hlo.hlo_module_from_text(text).as_serialized_hlo_module_proto()
+    parsed = _hlo.hlo_module_from_text(text)
+    from_text = parsed.as_serialized_hlo_module_proto()
     if shapes(from_text) != shapes(ours):
         return f"program shapes differ: text {shapes(from_text)} vs proto {shapes(ours)}"
+    alias_text, alias_proto = aliases(parsed.to_string()), aliases(_hlo.XlaComputation(ours).as_hlo_text())
+    if alias_text != alias_proto:
+        return f"input_output_alias differs: text {alias_text} vs proto {alias_proto}"
     out_text = compile_and_run(from_text)
     out_proto = compile_and_run(ours)
     if len(out_proto) != len(want):

@@ -13,7 +13,9 @@ mod lower;
 pub mod module;
 mod print;
 pub mod proto;
+mod target;
 
 pub use lower::{LowerError, bf16_bits, elem_of, lower, round_to};
 pub use module::{Alias, Module};
 pub use print::{shape_text, to_proto, to_proto_bytes, to_text};
+pub use target::{MAX_INSTRUCTIONS, Target, Violation, check};

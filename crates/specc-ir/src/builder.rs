@@ -160,6 +160,9 @@ pub trait Rewrite {
         Ok(old.ty.clone())
     }
 
+    /// Called once parameters and weights are declared, before other nodes.
+    fn begin(&mut self, _b: &GraphBuilder) {}
+
     /// Adds `old` (whose operands are already rebuilt as `operands`) to `b`
     /// and returns the id that stands for it. The default copies the node.
     fn node(&mut self, b: &mut GraphBuilder, old: &Node, operands: &[NodeId]) -> Result<NodeId, IrError> {
@@ -187,6 +190,7 @@ impl Graph {
                 map[id] = Some(b.weight(node.name.clone(), node.ty.clone())?);
             }
         }
+        r.begin(&b);
         for (id, node) in self.nodes.iter().enumerate() {
             if map[id].is_some() {
                 continue;

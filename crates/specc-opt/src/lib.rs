@@ -13,7 +13,9 @@
 
 mod cse;
 mod dim_expr;
+mod narrow;
 mod specialize;
 
 pub use cse::cse;
+pub use narrow::{DEFAULT_INPUT_RANGE, NarrowReport, narrow_to_s32};
 pub use specialize::{Bindings, OptError, Report, fold, freeze_inputs, specialize};

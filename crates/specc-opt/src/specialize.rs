@@ -98,6 +98,8 @@ pub enum OptError {
     UnknownDim { name: String, known: String },
     #[error("the graph is not static after specialization: {detail}{hint}")]
     NotStatic { detail: String, hint: String },
+    #[error("narrowing s64 to s32 at node `{node}` ({op}): {detail}")]
+    Narrow { node: String, op: &'static str, detail: String },
     #[error("folding node `{node}` ({op}): {message}")]
     Fold { node: String, op: &'static str, message: String },
     #[error(transparent)]
