@@ -85,5 +85,10 @@ pub fn run(compiler: &Path, dir: &Path, args: &[String]) -> Result<(), String> {
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
-    Err(format!("{} exited with {}{}", compiler.display(), out.status, if last.is_empty() { String::new() } else { format!(": {last}") }))
+    Err(format!(
+        "{} exited with {}{}",
+        compiler.display(),
+        out.status,
+        if last.is_empty() { String::new() } else { format!(": {last}") }
+    ))
 }

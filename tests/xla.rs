@@ -28,13 +28,21 @@ fn python() -> PathBuf {
 }
 
 /// Writes one case directory; the interpreter's outputs are the expectation.
-fn write_case(dir: &Path, g: &Graph, weights: &WeightStore, inputs: &[Literal], atol: f64, aliases: &[specc_hlo::Alias]) -> Result<(), String> {
+fn write_case(
+    dir: &Path,
+    g: &Graph,
+    weights: &WeightStore,
+    inputs: &[Literal],
+    atol: f64,
+    aliases: &[specc_hlo::Alias],
+) -> Result<(), String> {
     let module = specc_hlo::lower(g, aliases).map_err(|e| e.to_string())?;
     let s = Session::<Cpu>::new(g.clone(), weights, cpu_device()).map_err(|e| e.to_string())?;
     let names: Vec<String> = g.params().iter().map(|&p| g.node(p).name.clone()).collect();
     let named: Vec<(&str, &Literal)> = names.iter().map(String::as_str).zip(inputs).collect();
     let outs = s.run_named(&named).map_err(|e| e.to_string())?;
-    let mut params: Vec<(String, Literal)> = inputs.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect();
+    let mut params: Vec<(String, Literal)> =
+        inputs.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect();
     for w in g.weights() {
         let e = weights.get(&w.name).ok_or("weight without data")?;
         let bytes = e.bytes.read().map_err(|e| e.to_string())?;
@@ -53,7 +61,9 @@ fn write_case(dir: &Path, g: &Graph, weights: &WeightStore, inputs: &[Literal], 
 
 fn fixture_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>>) {
     for arch in ARCHS {
-        for (model, case) in [("nocache.onnx", "nocache"), ("with_past/model.onnx", "prefill"), ("with_past/model.onnx", "decode")] {
+        for (model, case) in
+            [("nocache.onnx", "nocache"), ("with_past/model.onnx", "prefill"), ("with_past/model.onnx", "decode")]
+        {
             let dir = fixture(arch);
             let m = specc_onnx::import_file(&dir.join(model)).unwrap();
             let ins = read(&dir.join(format!("reference/{case}.in.safetensors")));
@@ -64,7 +74,8 @@ fn fixture_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>
                 .map(|&p| ins.iter().find(|(n, _)| *n == m.graph.node(p).name).unwrap().1.clone())
                 .collect();
             let name = format!("fixture_{arch}_{case}");
-            let r = specialize_for(&m, &inputs).and_then(|g| write_case(&root.join(&name), &g, &m.weights, &inputs, 1e-4, &[]));
+            let r = specialize_for(&m, &inputs)
+                .and_then(|g| write_case(&root.join(&name), &g, &m.weights, &inputs, 1e-4, &[]));
             prepared.insert(name, r);
             // The Neuron profile: s64 narrowed to s32, checked by the trn1 rules.
             let name = format!("fixture_{arch}_{case}_trn1");
@@ -82,7 +93,9 @@ fn fixture_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>
 
 fn narrow_literal(l: &Literal) -> Literal {
     match &l.data {
-        specc_ir::LiteralData::I64(v) => Literal::new(l.shape.clone(), specc_ir::LiteralData::I32(v.iter().map(|&x| x as i32).collect())).unwrap(),
+        specc_ir::LiteralData::I64(v) => {
+            Literal::new(l.shape.clone(), specc_ir::LiteralData::I32(v.iter().map(|&x| x as i32).collect())).unwrap()
+        }
         _ => l.clone(),
     }
 }
@@ -132,7 +145,8 @@ fn conformance_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), Str
 fn emitted_hlo_runs_on_xla_cpu_like_the_interpreter() {
     let py = python();
     // The conformance cases must be present (the conformance test fetches them).
-    let status = std::process::Command::new("python3").arg(repo().join("tools/fetch_onnx_conformance.py")).status().unwrap();
+    let status =
+        std::process::Command::new("python3").arg(repo().join("tools/fetch_onnx_conformance.py")).status().unwrap();
     assert!(status.success());
     let root = repo().join("target/xla-cases");
     let _ = std::fs::remove_dir_all(&root);
@@ -163,5 +177,9 @@ fn emitted_hlo_runs_on_xla_cpu_like_the_interpreter() {
         "XLA CPU agrees with the interpreter: {fixtures}/24 fixture specializations (xla and trn1 profiles), {onnx}/{} conformance cases",
         outcomes.keys().filter(|n| n.starts_with("onnx_")).count()
     );
-    check_expectations(&repo().join("tests/xla/expectations.txt"), "HLO on XLA CPU expectations (tests/xla.rs).", &outcomes);
+    check_expectations(
+        &repo().join("tests/xla/expectations.txt"),
+        "HLO on XLA CPU expectations (tests/xla.rs).",
+        &outcomes,
+    );
 }

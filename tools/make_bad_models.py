@@ -68,8 +68,16 @@ def two_inputs():
     save(opset(g), "two_inputs.onnx")
 
 
+def pow_runtime_exponent():
+    """x ** e with e a graph input: valid ONNX, but Neuron needs a constant exponent."""
+    nodes = [helper.make_node("Pow", ["x", "e"], ["y"], name="pow_dynamic")]
+    g = helper.make_graph(nodes, "pow", [vi("x", [4]), vi("e", [4])], [vi("y", [4])])
+    save(opset(g), "pow_runtime_exponent.onnx")
+
+
 if __name__ == "__main__":
     unsupported_ops()
     dangling_edge()
     missing_node_input()
     two_inputs()
+    pow_runtime_exponent()

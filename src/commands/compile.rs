@@ -50,7 +50,12 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { dims: vec![], target: Target::Trn1, weights: WeightMode::Copy, neuronx: NeuronxOptions::default() }
+        CompileOptions {
+            dims: vec![],
+            target: Target::Trn1,
+            weights: WeightMode::Copy,
+            neuronx: NeuronxOptions::default(),
+        }
     }
 }
 
@@ -134,13 +139,27 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
     let bindings = super::parse_dims(&o.dims).map_err(CompileError::Usage)?;
     pb.set_message("specializing to static shapes");
     let (g, rep) = specc_opt::specialize(&m.graph, &bindings)?;
-    writeln!(report, "specialized {}: {} -> {} IR nodes ({} folded)", model.display(), rep.nodes_before, rep.nodes_after, rep.folded)
-        .unwrap();
+    writeln!(
+        report,
+        "specialized {}: {} -> {} IR nodes ({} folded)",
+        model.display(),
+        rep.nodes_before,
+        rep.nodes_after,
+        rep.folded
+    )
+    .unwrap();
     let g = if o.target.is_neuron() {
         pb.set_message("narrowing s64 to s32");
         let (n, nr) = specc_opt::narrow_to_s32(&g, &Default::default())?;
         if !nr.inputs.is_empty() || !nr.outputs.is_empty() {
-            writeln!(report, "narrowed s64 -> s32 for {}: inputs {:?}, outputs {:?}", o.target.name(), nr.inputs, nr.outputs).unwrap();
+            writeln!(
+                report,
+                "narrowed s64 -> s32 for {}: inputs {:?}, outputs {:?}",
+                o.target.name(),
+                nr.inputs,
+                nr.outputs
+            )
+            .unwrap();
         }
         n
     } else {
@@ -148,7 +167,8 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
     };
     pb.set_message("lowering to HLO");
     let module = specc_hlo::lower(&g, &[])?;
-    specc_hlo::check(&module, o.target).map_err(|violations| CompileError::Target { target: o.target.name(), violations })?;
+    specc_hlo::check(&module, o.target)
+        .map_err(|violations| CompileError::Target { target: o.target.name(), violations })?;
     let name = "model";
     let kind = graph_kind(&g);
 
@@ -194,7 +214,10 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
             .unwrap();
         }
         (Some(cc), true) => {
-            pb.set_message(format!("neuronx-cc -O{} on {name} ({kind})", o.neuronx.opt_level.unwrap_or(neuronx::opt_level(kind))));
+            pb.set_message(format!(
+                "neuronx-cc -O{} on {name} ({kind})",
+                o.neuronx.opt_level.unwrap_or(neuronx::opt_level(kind))
+            ));
             let result = neuronx::run(cc, &staging.path(""), &args);
             entry.neuronx_cc.log = staging.path(&log).exists().then(|| staging.adopt(&log)).transpose()?;
             match result {

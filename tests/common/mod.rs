@@ -84,13 +84,18 @@ pub fn argmax_last(l: &Literal) -> Vec<i64> {
 /// fold once those small inputs are frozen to their values.
 pub fn specialize_for(m: &specc_onnx::Model, inputs: &[Literal]) -> Result<specc_ir::Graph, String> {
     let names: Vec<String> = m.graph.params().iter().map(|&p| m.graph.node(p).name.clone()).collect();
-    let shapes: Vec<(&str, &[usize])> = names.iter().map(String::as_str).zip(inputs.iter().map(|l| l.shape.as_slice())).collect();
+    let shapes: Vec<(&str, &[usize])> =
+        names.iter().map(String::as_str).zip(inputs.iter().map(|l| l.shape.as_slice())).collect();
     let b = specc_opt::Bindings::from_shapes(&m.graph, &shapes)?;
     match specc_opt::specialize(&m.graph, &b) {
         Ok((g, _)) => Ok(g),
         Err(specc_opt::OptError::NotStatic { .. }) => {
-            let small: Vec<(&str, Literal)> =
-                names.iter().map(String::as_str).zip(inputs.iter().cloned()).filter(|(_, l)| l.num_elements() <= 16).collect();
+            let small: Vec<(&str, Literal)> = names
+                .iter()
+                .map(String::as_str)
+                .zip(inputs.iter().cloned())
+                .filter(|(_, l)| l.num_elements() <= 16)
+                .collect();
             let frozen = specc_opt::freeze_inputs(&m.graph, &small).map_err(|e| format!("freezing: {e}"))?;
             Ok(specc_opt::specialize(&frozen, &b).map_err(|e| format!("as imported: ok; specializing: {e}"))?.0)
         }
@@ -117,7 +122,11 @@ pub fn numbered_pbs(dir: &std::path::Path, prefix: &str) -> Result<Vec<Literal>,
 
 /// Outcome lines `<case> pass` / `<case> fail <reason>`, checked against an
 /// expectations file, or written to it when SPECC_BLESS is set.
-pub fn check_expectations(file: &std::path::Path, title: &str, outcomes: &std::collections::BTreeMap<String, Result<(), String>>) {
+pub fn check_expectations(
+    file: &std::path::Path,
+    title: &str,
+    outcomes: &std::collections::BTreeMap<String, Result<(), String>>,
+) {
     let rendered: String = outcomes
         .iter()
         .map(|(n, r)| match r {
@@ -126,12 +135,15 @@ pub fn check_expectations(file: &std::path::Path, title: &str, outcomes: &std::c
         })
         .collect();
     if std::env::var("SPECC_BLESS").is_ok() {
-        let header = format!("# {title}\n# One case per line: `<case> pass` or `<case> fail <reason>`. Regenerate with SPECC_BLESS=1.\n");
+        let header = format!(
+            "# {title}\n# One case per line: `<case> pass` or `<case> fail <reason>`. Regenerate with SPECC_BLESS=1.\n"
+        );
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(file, format!("{header}{rendered}")).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e} (create it with SPECC_BLESS=1)", file.display()));
+    let expected = std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{}: {e} (create it with SPECC_BLESS=1)", file.display()));
     let mut want = std::collections::BTreeMap::new();
     for line in expected.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let mut parts = line.splitn(3, ' ');
@@ -143,7 +155,9 @@ pub fn check_expectations(file: &std::path::Path, title: &str, outcomes: &std::c
         match (want.get(n), r) {
             (None, _) => problems.push(format!("{n}: not in {}", file.display())),
             (Some(true), Err(e)) => problems.push(format!("{n}: expected to pass, failed: {e}")),
-            (Some(false), Ok(())) => problems.push(format!("{n}: expected to fail, now passes (update the expectations)")),
+            (Some(false), Ok(())) => {
+                problems.push(format!("{n}: expected to fail, now passes (update the expectations)"))
+            }
             _ => {}
         }
         if let Err(e) = r {

@@ -34,7 +34,9 @@ pub enum ArtifactError {
     Io { path: String, source: std::io::Error },
     #[error("{dir} is not a specc artifact: {detail}")]
     NotAnArtifact { dir: String, detail: String },
-    #[error("{dir} was written in artifact format version {found}; this specc reads version {supported} (recompile it)")]
+    #[error(
+        "{dir} was written in artifact format version {found}; this specc reads version {supported} (recompile it)"
+    )]
     Version { dir: String, found: u32, supported: u32 },
     #[error("artifact file {file} is missing")]
     Missing { file: String },
@@ -267,12 +269,18 @@ impl Staging {
             .iter()
             .map(|(n, ty, b)| {
                 let shape = ty.shape.as_fixed().expect("weights are static");
-                (n.clone(), safetensors::tensor::TensorView::new(st_dtype(ty.dtype), shape, b).expect("sizes checked by the store"))
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(st_dtype(ty.dtype), shape, b)
+                        .expect("sizes checked by the store"),
+                )
             })
             .collect();
         let p = self.path(rel);
-        safetensors::serialize_to_file(views, None, &p)
-            .map_err(|e| ArtifactError::Io { path: p.display().to_string(), source: std::io::Error::other(e.to_string()) })?;
+        safetensors::serialize_to_file(views, None, &p).map_err(|e| ArtifactError::Io {
+            path: p.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let total = data.iter().map(|(_, _, b)| b.len() as u64).sum();
         Ok(Weights::Copied { file: self.adopt(rel)?, tensors: names.len(), bytes: total })
     }
@@ -355,7 +363,10 @@ impl Artifact {
         let raw: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| ArtifactError::Corrupt { file: mp.display().to_string(), detail: e.to_string() })?;
         if raw.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-            return Err(ArtifactError::NotAnArtifact { dir: shown, detail: format!("{MANIFEST} is not a {FORMAT} manifest") });
+            return Err(ArtifactError::NotAnArtifact {
+                dir: shown,
+                detail: format!("{MANIFEST} is not a {FORMAT} manifest"),
+            });
         }
         let found = raw.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
         if found != FORMAT_VERSION {
@@ -401,7 +412,12 @@ impl Artifact {
         if bytes.len() as u64 != f.bytes || sum != f.sha256 {
             return Err(ArtifactError::Corrupt {
                 file: p.display().to_string(),
-                detail: format!("checksum {sum} ({} bytes), the manifest says {} ({} bytes)", bytes.len(), f.sha256, f.bytes),
+                detail: format!(
+                    "checksum {sum} ({} bytes), the manifest says {} ({} bytes)",
+                    bytes.len(),
+                    f.sha256,
+                    f.bytes
+                ),
             });
         }
         Ok(bytes)
@@ -425,8 +441,10 @@ impl Artifact {
                 let base = bytes.as_ptr() as usize;
                 let mut entries = Vec::new();
                 for (name, view) in st.tensors() {
-                    let dtype = from_st_dtype(view.dtype())
-                        .ok_or_else(|| ArtifactError::Corrupt { file: file.file.clone(), detail: format!("`{name}` has dtype {:?}", view.dtype()) })?;
+                    let dtype = from_st_dtype(view.dtype()).ok_or_else(|| ArtifactError::Corrupt {
+                        file: file.file.clone(),
+                        detail: format!("`{name}` has dtype {:?}", view.dtype()),
+                    })?;
                     let start = view.data().as_ptr() as usize - base;
                     entries.push((name, TensorType::fixed(dtype, view.shape()), start..start + view.data().len()));
                 }
@@ -441,13 +459,19 @@ impl Artifact {
                 for (f, size) in files {
                     let meta = std::fs::metadata(f).map_err(|_| ArtifactError::Missing { file: f.clone() })?;
                     if meta.len() != *size {
-                        return Err(ArtifactError::Corrupt { file: f.clone(), detail: format!("{} bytes, linked at {size}", meta.len()) });
+                        return Err(ArtifactError::Corrupt {
+                            file: f.clone(),
+                            detail: format!("{} bytes, linked at {size}", meta.len()),
+                        });
                     }
                 }
                 for t in tensors {
-                    let dtype = parse_dtype(&t.dtype)
-                        .ok_or_else(|| ArtifactError::Corrupt { file: MANIFEST.into(), detail: format!("dtype {}", t.dtype) })?;
-                    let bytes = WeightBytes::File { path: PathBuf::from(&t.file), offset: t.offset, len: t.length as usize };
+                    let dtype = parse_dtype(&t.dtype).ok_or_else(|| ArtifactError::Corrupt {
+                        file: MANIFEST.into(),
+                        detail: format!("dtype {}", t.dtype),
+                    })?;
+                    let bytes =
+                        WeightBytes::File { path: PathBuf::from(&t.file), offset: t.offset, len: t.length as usize };
                     store
                         .insert(t.name.clone(), TensorType::fixed(dtype, &t.shape), bytes)
                         .map_err(|detail| ArtifactError::Corrupt { file: MANIFEST.into(), detail })?;

@@ -71,7 +71,13 @@ impl<'g> Lowering<'g> {
             HOp::Parameter(_) => "param".to_string(),
             other => other.opcode().replace('-', "_"),
         };
-        self.entry.push(Instr { name: format!("{stem}.{}", self.names), shape, op, operands, origin: origin.to_string() });
+        self.entry.push(Instr {
+            name: format!("{stem}.{}", self.names),
+            shape,
+            op,
+            operands,
+            origin: origin.to_string(),
+        });
         self.entry.len() - 1
     }
 
@@ -135,9 +141,27 @@ impl<'g> Lowering<'g> {
         };
         let name = format!("{}_{}", op.name(), elem.name());
         let instrs = vec![
-            Instr { name: format!("{name}.lhs"), shape: scalar.clone(), op: HOp::Parameter(0), operands: vec![], origin: String::new() },
-            Instr { name: format!("{name}.rhs"), shape: scalar.clone(), op: HOp::Parameter(1), operands: vec![], origin: String::new() },
-            Instr { name: format!("{name}.apply"), shape: scalar, op: HOp::Plain(opcode), operands: vec![0, 1], origin: String::new() },
+            Instr {
+                name: format!("{name}.lhs"),
+                shape: scalar.clone(),
+                op: HOp::Parameter(0),
+                operands: vec![],
+                origin: String::new(),
+            },
+            Instr {
+                name: format!("{name}.rhs"),
+                shape: scalar.clone(),
+                op: HOp::Parameter(1),
+                operands: vec![],
+                origin: String::new(),
+            },
+            Instr {
+                name: format!("{name}.apply"),
+                shape: scalar,
+                op: HOp::Plain(opcode),
+                operands: vec![0, 1],
+                origin: String::new(),
+            },
         ];
         self.computations.push(Computation { name, instrs, root: 2 });
         let i = self.computations.len() - 1;
@@ -226,7 +250,12 @@ impl<'g> Lowering<'g> {
             }
             Op::DynamicSlice { sizes } => self.push(HOp::DynamicSlice(sizes.clone()), out, ops, origin),
             Op::DynamicUpdateSlice => self.push(HOp::Plain("dynamic-update-slice"), out, ops, origin),
-            Op::ShapeOf | Op::DynReshape { .. } | Op::DynBroadcast | Op::DynRange | Op::DynFill { .. } | Op::DynSlice { .. } => {
+            Op::ShapeOf
+            | Op::DynReshape { .. }
+            | Op::DynBroadcast
+            | Op::DynRange
+            | Op::DynFill { .. }
+            | Op::DynSlice { .. } => {
                 unreachable!("verify_static refused shape-computing ops")
             }
         }
@@ -281,5 +310,10 @@ pub fn lower(g: &Graph, aliases: &[Alias]) -> Result<Module, LowerError> {
     computations.push(Computation { name: "main".into(), instrs: std::mem::take(&mut l.entry), root });
     let entry = computations.len() - 1;
     let name: String = g.name().chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-    Ok(Module { name: if name.is_empty() { "specc".into() } else { name }, computations, entry, aliases: aliases.to_vec() })
+    Ok(Module {
+        name: if name.is_empty() { "specc".into() } else { name },
+        computations,
+        entry,
+        aliases: aliases.to_vec(),
+    })
 }

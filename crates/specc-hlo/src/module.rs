@@ -76,7 +76,10 @@ pub enum HOp {
     Compare(CompareDir),
     Dot(DotDims),
     /// `reduce(x, init)` over `dims`, applying computation `to_apply`.
-    Reduce { dims: Vec<usize>, to_apply: usize },
+    Reduce {
+        dims: Vec<usize>,
+        to_apply: usize,
+    },
     Broadcast(Vec<usize>),
     Transpose(Vec<usize>),
     Reverse(Vec<usize>),
@@ -95,7 +98,10 @@ pub enum HOp {
     },
     DynamicSlice(Vec<usize>),
     GetTupleElement(usize),
-    CustomCall { target: String, backend_config: String },
+    CustomCall {
+        target: String,
+        backend_config: String,
+    },
     /// Any other opcode, unattributed. specc's lowering never makes these;
     /// they exist so that target checks can be tested on modules from
     /// elsewhere (a `sort`, a `while`, ...).

@@ -79,8 +79,13 @@ fn attrs(op: &HOp, m: &Module) -> String {
             if !d.lhs_batch.is_empty() {
                 write!(s, ", lhs_batch_dims={}, rhs_batch_dims={}", list(&d.lhs_batch), list(&d.rhs_batch)).unwrap();
             }
-            write!(s, ", lhs_contracting_dims={}, rhs_contracting_dims={}", list(&d.lhs_contract), list(&d.rhs_contract))
-                .unwrap();
+            write!(
+                s,
+                ", lhs_contracting_dims={}, rhs_contracting_dims={}",
+                list(&d.lhs_contract),
+                list(&d.rhs_contract)
+            )
+            .unwrap();
             s
         }
         HOp::Reduce { dims, to_apply } => {
@@ -120,7 +125,11 @@ fn instr_text(c: &Computation, i: usize, ins: &Instr, m: &Module) -> String {
         HOp::Constant(l) => literal_text(l, ins.shape.elem().expect("array constant")),
         _ => operands.join(", "),
     };
-    let meta = if ins.origin.is_empty() { String::new() } else { format!(", metadata={{op_name=\"{}\"}}", quote(&ins.origin)) };
+    let meta = if ins.origin.is_empty() {
+        String::new()
+    } else {
+        format!(", metadata={{op_name=\"{}\"}}", quote(&ins.origin))
+    };
     format!(
         "  {root}%{} = {} {}({inside}){}{meta}",
         ins.name,
@@ -140,7 +149,8 @@ pub fn to_text(m: &Module) -> String {
     let mut out = String::new();
     let (params, result) = program_shape(m.entry());
     let ps: Vec<String> = params.iter().map(shape_text).collect();
-    write!(out, "HloModule {}, entry_computation_layout={{({})->{}}}", m.name, ps.join(", "), shape_text(&result)).unwrap();
+    write!(out, "HloModule {}, entry_computation_layout={{({})->{}}}", m.name, ps.join(", "), shape_text(&result))
+        .unwrap();
     if !m.aliases.is_empty() {
         let a: Vec<String> =
             m.aliases.iter().map(|a| format!("{{{}}}: ({}, {{}}, must-alias)", a.output, a.param)).collect();

@@ -114,8 +114,13 @@ pub fn check(m: &Module, target: Target) -> Result<(), Vec<Violation>> {
             };
             let opcode = ins.op.opcode();
             match opcode {
-                "conditional" => bad("no control flow", "conditional is not supported; specialize both branches".into()),
-                "while" => bad("no data-dependent loops", "while is not supported; unroll loops with a static trip count".into()),
+                "conditional" => {
+                    bad("no control flow", "conditional is not supported; specialize both branches".into())
+                }
+                "while" => bad(
+                    "no data-dependent loops",
+                    "while is not supported; unroll loops with a static trip count".into(),
+                ),
                 "sort" => bad("no sort", "sort is not supported; use top-k".into()),
                 "rng" => bad("random numbers", "rng is not supported; use rng-bit-generator or an integer hash".into()),
                 "get-dimension-size" | "set-dimension-size" => {
@@ -136,7 +141,10 @@ pub fn check(m: &Module, target: Target) -> Result<(), Vec<Violation>> {
                     let r = &m.computations[*to_apply];
                     let root = r.instrs[r.root].op.opcode();
                     if !matches!(root, "add" | "multiply" | "maximum" | "minimum") || r.instrs.len() != 3 {
-                        bad("plain reductions", format!("reduce applies `{root}`; only add, multiply, maximum, minimum"));
+                        bad(
+                            "plain reductions",
+                            format!("reduce applies `{root}`; only add, multiply, maximum, minimum"),
+                        );
                     }
                 }
                 HOp::Plain("power") if !is_constant_like(c, ins.operands[1]) => {

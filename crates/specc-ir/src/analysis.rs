@@ -43,6 +43,23 @@ pub fn inputs_of(g: &Graph, output: NodeId) -> Vec<usize> {
 }
 
 impl Graph {
+    /// The same graph computing other outputs (by node name), dead nodes
+    /// removed: a way to cut a block out of a model.
+    pub fn with_outputs(&self, outputs: &[&str]) -> Result<Graph, String> {
+        let mut g = self.clone();
+        g.outputs = outputs
+            .iter()
+            .map(|name| {
+                let id = self
+                    .ids()
+                    .find(|&i| self.node(i).name == *name)
+                    .ok_or_else(|| format!("no node named `{name}`"))?;
+                Ok(GraphOutput { name: name.to_string(), node: id })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(g.without_dead_nodes())
+    }
+
     /// Removes every node no output depends on. Parameters stay (they are
     /// the interface); unread weights are dropped and the rest renumbered.
     pub fn without_dead_nodes(&self) -> Graph {

@@ -62,9 +62,7 @@ impl Narrow<'_> {
         let r = |i: usize| self.of(node.operands[i]);
         match &node.op {
             Op::Constant { value } => match value.to_i64_vec() {
-                Some(v) if !v.is_empty() => {
-                    (*v.iter().min().unwrap() as i128, *v.iter().max().unwrap() as i128)
-                }
+                Some(v) if !v.is_empty() => (*v.iter().min().unwrap() as i128, *v.iter().max().unwrap() as i128),
                 _ => (0, 0),
             },
             Op::Iota { shape, axis, .. } => (0, shape.0[*axis].fixed().unwrap_or(1).max(1) as i128 - 1),
@@ -153,7 +151,9 @@ impl Rewrite for Narrow<'_> {
                 Op::Constant { value: Literal { shape: shape.clone(), data: LiteralData::I32(d) } }
             }
             Op::Convert { to: DType::I64 } => Op::Convert { to: DType::I32 },
-            Op::Iota { shape, axis, dtype: DType::I64 } => Op::Iota { shape: shape.clone(), axis: *axis, dtype: DType::I32 },
+            Op::Iota { shape, axis, dtype: DType::I64 } => {
+                Op::Iota { shape: shape.clone(), axis: *axis, dtype: DType::I32 }
+            }
             other => other.clone(),
         };
         let id = b.add(old.name.clone(), op, operands)?;
@@ -190,4 +190,3 @@ pub fn narrow_to_s32(g: &Graph, input_ranges: &HashMap<String, (i64, i64)>) -> R
     };
     Ok((out, report))
 }
-
