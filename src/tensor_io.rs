@@ -16,7 +16,7 @@ pub enum TensorIoError {
     Write { path: String, source: std::io::Error },
     #[error("{path} is not a valid safetensors file: {detail}")]
     Format { path: String, detail: String },
-    #[error("{path}: tensor `{name}` has dtype {dtype:?}; specc reads F32, I32, I64 and BOOL")]
+    #[error("{path}: tensor `{name}` has dtype {dtype:?}; specc reads F32, BF16, I32, I64 and BOOL")]
     Dtype { path: String, name: String, dtype: Dtype },
 }
 
@@ -26,6 +26,7 @@ fn dtype_of(d: Dtype) -> Option<DType> {
         Dtype::I32 => Some(DType::I32),
         Dtype::I64 => Some(DType::I64),
         Dtype::BOOL => Some(DType::Bool),
+        Dtype::BF16 => Some(DType::BF16),
         _ => None,
     }
 }
@@ -56,6 +57,7 @@ fn le_bytes(l: &Literal) -> (Dtype, Vec<u8>) {
         LiteralData::I32(v) => (Dtype::I32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         LiteralData::I64(v) => (Dtype::I64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         LiteralData::Bool(v) => (Dtype::BOOL, v.iter().map(|&x| x as u8).collect()),
+        LiteralData::BF16(v) => (Dtype::BF16, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
     }
 }
 

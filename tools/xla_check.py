@@ -82,7 +82,12 @@ def run_case(path):
     out_proto = compile_and_run(ours)
     if len(out_proto) != len(want):
         return f"{len(out_proto)} outputs, the interpreter gave {len(want)}"
+    def widened(a):
+        # bfloat16 (ml_dtypes) compares through float32, which holds it exactly.
+        return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
+
     for i, (t, p) in enumerate(zip(out_text, out_proto)):
+        t, p = widened(t), widened(p)
         same = t.shape == p.shape and t.dtype == p.dtype and np.array_equal(t, p, equal_nan=t.dtype.kind == "f")
         if not same:
             return f"output {i}: text and proto forms disagree"
@@ -92,9 +97,11 @@ def run_case(path):
             return f"output {i}: shape {got.shape}, interpreter {w.shape}"
         if got.dtype != w.dtype:
             return f"output {i}: dtype {got.dtype}, interpreter {w.dtype}"
-        if got.dtype.kind in "fc":
+        if got.dtype.kind in "fc" or got.dtype.name == "bfloat16":
             g, e = got.astype(np.float64), w.astype(np.float64)
-            bad = ~((np.abs(g - e) <= atol + rtol * np.abs(e)) | (np.isnan(g) & np.isnan(e)))
+            with np.errstate(invalid="ignore"):
+                close = (g == e) | (np.abs(g - e) <= atol + rtol * np.abs(e)) | (np.isnan(g) & np.isnan(e))
+            bad = ~close
         else:
             bad = got != w
         if bad.any():

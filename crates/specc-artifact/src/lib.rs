@@ -203,6 +203,7 @@ fn st_dtype(d: DType) -> safetensors::Dtype {
         DType::I32 => safetensors::Dtype::I32,
         DType::I64 => safetensors::Dtype::I64,
         DType::Bool => safetensors::Dtype::BOOL,
+        DType::BF16 => safetensors::Dtype::BF16,
     }
 }
 
@@ -212,6 +213,7 @@ fn from_st_dtype(d: safetensors::Dtype) -> Option<DType> {
         safetensors::Dtype::I32 => Some(DType::I32),
         safetensors::Dtype::I64 => Some(DType::I64),
         safetensors::Dtype::BOOL => Some(DType::Bool),
+        safetensors::Dtype::BF16 => Some(DType::BF16),
         _ => None,
     }
 }

@@ -15,7 +15,7 @@ mod print;
 pub mod proto;
 mod target;
 
-pub use lower::{LowerError, bf16_bits, elem_of, lower, round_to};
+pub use lower::{LowerError, elem_of, lower};
 pub use module::{Alias, Module};
 pub use print::{shape_text, to_proto, to_proto_bytes, to_text};
 pub use target::{MAX_INSTRUCTIONS, Target, Violation, check};

@@ -24,24 +24,7 @@ pub fn elem_of(d: DType) -> Elem {
         DType::I32 => Elem::S32,
         DType::I64 => Elem::S64,
         DType::F32 => Elem::F32,
-    }
-}
-
-/// bf16 bits of `x`, rounded to nearest even (NaN stays NaN).
-pub fn bf16_bits(x: f32) -> u16 {
-    let b = x.to_bits();
-    if x.is_nan() {
-        return ((b >> 16) as u16) | 0x40;
-    }
-    let lsb = (b >> 16) & 1;
-    ((b + 0x7fff + lsb) >> 16) as u16
-}
-
-/// `x` as stored in `elem` (identity except for bf16).
-pub fn round_to(elem: Elem, x: f32) -> f32 {
-    match elem {
-        Elem::Bf16 => f32::from_bits((bf16_bits(x) as u32) << 16),
-        _ => x,
+        DType::BF16 => Elem::Bf16,
     }
 }
 
@@ -123,7 +106,8 @@ impl<'g> Lowering<'g> {
             Elem::Pred => Literal::scalar_bool(v != 0.0),
             Elem::S32 | Elem::U32 => Literal::scalar_i32(v as i32),
             Elem::S64 => Literal::scalar_i64(v as i64),
-            Elem::F32 | Elem::Bf16 => Literal::scalar_f32(v as f32),
+            Elem::F32 => Literal::scalar_f32(v as f32),
+            Elem::Bf16 => Literal::scalar_of(DType::BF16, v),
         };
         self.push(HOp::Constant(lit), Shape::array(elem, &[]), vec![], origin)
     }

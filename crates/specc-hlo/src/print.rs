@@ -5,7 +5,7 @@
 //! from the same fields. Layouts are row-major (`minor_to_major` = the dims
 //! reversed); instruction and computation ids are unique in the module.
 
-use crate::module::{Computation, Elem, HOp, Instr, Module, Shape};
+use crate::module::{Computation, HOp, Instr, Module, Shape};
 use crate::proto as pb;
 use specc_ir::{Literal, LiteralData};
 use std::fmt::Write;
@@ -40,12 +40,13 @@ fn float_text(v: f32) -> String {
     }
 }
 
-fn literal_text(l: &Literal, elem: Elem) -> String {
+fn literal_text(l: &Literal) -> String {
     let items: Vec<String> = match &l.data {
         LiteralData::Bool(v) => v.iter().map(|b| b.to_string()).collect(),
         LiteralData::I32(v) => v.iter().map(|x| x.to_string()).collect(),
         LiteralData::I64(v) => v.iter().map(|x| x.to_string()).collect(),
-        LiteralData::F32(v) => v.iter().map(|&x| float_text(crate::lower::round_to(elem, x))).collect(),
+        LiteralData::F32(v) => v.iter().map(|&x| float_text(x)).collect(),
+        LiteralData::BF16(v) => v.iter().map(|&x| float_text(specc_ir::bf16_to_f32(x))).collect(),
     };
     if l.shape.is_empty() {
         return items[0].clone();
@@ -122,7 +123,7 @@ fn instr_text(c: &Computation, i: usize, ins: &Instr, m: &Module) -> String {
     let operands: Vec<String> = ins.operands.iter().map(|&o| format!("%{}", c.instrs[o].name)).collect();
     let inside = match &ins.op {
         HOp::Parameter(n) => n.to_string(),
-        HOp::Constant(l) => literal_text(l, ins.shape.elem().expect("array constant")),
+        HOp::Constant(l) => literal_text(l),
         _ => operands.join(", "),
     };
     let meta = if ins.origin.is_empty() {
@@ -189,15 +190,12 @@ fn shape_proto(s: &Shape) -> pb::ShapeProto {
 
 fn literal_proto(l: &Literal, shape: &Shape) -> pb::LiteralProto {
     let mut p = pb::LiteralProto { shape: Some(shape_proto(shape)), ..Default::default() };
-    let elem = shape.elem().expect("array constant");
     match &l.data {
         LiteralData::Bool(v) => p.preds = v.clone(),
         LiteralData::I32(v) => p.s32s = v.clone(),
         LiteralData::I64(v) => p.s64s = v.clone(),
-        LiteralData::F32(v) if elem == Elem::Bf16 => {
-            p.bf16s = v.iter().flat_map(|&x| crate::lower::bf16_bits(x).to_le_bytes()).collect()
-        }
         LiteralData::F32(v) => p.f32s = v.clone(),
+        LiteralData::BF16(v) => p.bf16s = v.iter().flat_map(|x| x.to_le_bytes()).collect(),
     }
     p
 }

@@ -74,6 +74,7 @@ fn full_like_zero<B: Backend>(v: &Value<B>, dims: &[usize]) -> Value<B> {
         DType::I32 => Literal { shape: dims.to_vec(), data: LiteralData::I32(vec![]) },
         DType::I64 => Literal { shape: dims.to_vec(), data: LiteralData::I64(vec![]) },
         DType::Bool => Literal { shape: dims.to_vec(), data: LiteralData::Bool(vec![]) },
+        DType::BF16 => Literal { shape: dims.to_vec(), data: LiteralData::BF16(vec![]) },
     };
     Value::from_literal(&lit, &device)
 }
@@ -274,6 +275,7 @@ pub fn iota<B: Backend>(dims: &[usize], axis: usize, dtype: DType, device: &B::D
         DType::F32 => LiteralData::F32(idx.map(|i| i as f32).collect()),
         DType::I32 => LiteralData::I32(idx.map(|i| i as i32).collect()),
         DType::I64 => LiteralData::I64(idx.collect()),
+        DType::BF16 => LiteralData::BF16(idx.map(|i| specc_ir::bf16_from_f32(i as f32)).collect()),
         DType::Bool => unreachable!("iota of pred is refused by inference"),
     };
     Value::from_literal(&Literal { shape: dims.to_vec(), data }, device)
@@ -360,7 +362,7 @@ pub fn binary<B: Backend>(op: BinaryOp, a: Value<B>, b: Value<B>) -> KResult<B> 
     }
     let (da, db) = (a.dtype(), b.dtype());
     match (op, da) {
-        (BinaryOp::Rem, DType::F32) => return Ok(host_fmod(a, b, &out)),
+        (BinaryOp::Rem, DType::F32 | DType::BF16) => return Ok(host_fmod(a.as_f32(), b.as_f32(), &out)),
         (BinaryOp::Div | BinaryOp::Rem, DType::I32 | DType::I64) => {
             return Ok(host_int_binary(op, a, b, &out));
         }
@@ -489,6 +491,13 @@ pub fn convert<B: Backend>(x: Value<B>, to: DType) -> Value<B> {
     if x.dtype() == to {
         return x;
     }
+    // bf16 goes through f32: widening is exact, narrowing rounds.
+    if x.dtype() == DType::BF16 {
+        return convert(x.as_f32(), to);
+    }
+    if to == DType::BF16 {
+        return to_bf16(convert(x, DType::F32));
+    }
     let shape = x.shape();
     if shape.contains(&0) {
         let device = device_of(&x);
@@ -516,6 +525,7 @@ fn empty_data(d: DType) -> LiteralData {
         DType::I32 => LiteralData::I32(vec![]),
         DType::I64 => LiteralData::I64(vec![]),
         DType::Bool => LiteralData::Bool(vec![]),
+        DType::BF16 => LiteralData::BF16(vec![]),
     }
 }
 
@@ -523,9 +533,11 @@ fn empty_data(d: DType) -> LiteralData {
 
 pub fn dot<B: Backend>(lhs: Value<B>, rhs: Value<B>, d: &DotDims) -> KResult<B> {
     let (ls, rs) = (lhs.shape(), rhs.shape());
-    if lhs.dtype() != DType::F32 || rhs.dtype() != DType::F32 {
+    if !lhs.dtype().is_float() || lhs.dtype() != rhs.dtype() {
         return Err("dot of non-floats".into());
     }
+    // bf16 operands are exact in f32; products and sums are f32.
+    let (lhs, rhs) = (lhs.as_f32(), rhs.as_f32());
     let free = |rank: usize, batch: &[usize], contract: &[usize]| -> Vec<usize> {
         (0..rank).filter(|i| !batch.contains(i) && !contract.contains(i)).collect()
     };
@@ -562,6 +574,7 @@ pub fn reduce<B: Backend>(op: ReduceOp, x: Value<B>, axes: &[usize]) -> KResult<
         let n: usize = out.iter().product();
         let data = match (x.dtype(), op) {
             (DType::F32, _) => LiteralData::F32(vec![reduce_identity_f32(op); n]),
+            (DType::BF16, _) => LiteralData::BF16(vec![specc_ir::bf16_from_f32(reduce_identity_f32(op)); n]),
             (DType::I32, _) => LiteralData::I32(vec![reduce_identity_i64(op, DType::I32) as i32; n]),
             (DType::I64, _) => LiteralData::I64(vec![reduce_identity_i64(op, DType::I64); n]),
             (DType::Bool, _) => return Err("reduce of pred".into()),
@@ -626,4 +639,17 @@ pub fn reduce_identity_i64(op: ReduceOp, d: DType) -> i64 {
         ReduceOp::Max => min,
         ReduceOp::Min => max,
     }
+}
+
+/// Rounds an f32 value to bf16 precision (round to nearest even) and types
+/// it bf16. On the host: burn has no bit casts.
+pub fn to_bf16<B: Backend>(x: Value<B>) -> Value<B> {
+    if x.dtype() == DType::BF16 {
+        return x;
+    }
+    let device = device_of(&x);
+    let lit = x.to_literal();
+    let LiteralData::F32(v) = lit.data else { unreachable!("to_bf16 of {}", lit.dtype()) };
+    let bits = v.into_iter().map(specc_ir::bf16_from_f32).collect();
+    Value::from_literal(&Literal { shape: lit.shape, data: LiteralData::BF16(bits) }, &device)
 }

@@ -221,7 +221,11 @@ impl<B: Backend> Session<B> {
                 .map(|o| slots[o.index()].clone().expect("operands are computed before users"))
                 .collect();
             let started = profile.is_some().then(std::time::Instant::now);
-            let v = eval(&node.op, args, &env, &self.device, &self.weights).map_err(kernel_err)?;
+            let mut v = eval(&node.op, args, &env, &self.device, &self.weights).map_err(kernel_err)?;
+            if node.ty.dtype == DType::BF16 {
+                // bf16 arithmetic is f32 arithmetic rounded to bf16 (as XLA does it).
+                v = k::to_bf16(v);
+            }
             if let (Some(p), Some(t)) = (profile.as_deref_mut(), started) {
                 let e = p.by_op.entry(node.op.name()).or_default();
                 e.0 += 1;
@@ -359,6 +363,9 @@ fn eval<B: Backend>(
                     specc_ir::LiteralData::I32((0..n).map(|i| (s as i64 + i as i64 * d as i64) as i32).collect())
                 }
                 DType::I64 => specc_ir::LiteralData::I64((0..n).map(|i| s as i64 + i as i64 * d as i64).collect()),
+                DType::BF16 => specc_ir::LiteralData::BF16(
+                    (0..n).map(|i| specc_ir::bf16_from_f32(s as f32 + i as f32 * d as f32)).collect(),
+                ),
                 DType::Bool => return Err("range of pred".into()),
             };
             Value::from_literal(&Literal { shape: vec![n], data }, device)

@@ -31,11 +31,13 @@ impl<B: Backend> Clone for Prim<B> {
 pub struct Value<B: Backend> {
     pub prim: Prim<B>,
     shape: Vec<usize>,
+    /// bf16 values live in f32 primitives, rounded to bf16 precision.
+    bf16: bool,
 }
 
 impl<B: Backend> Clone for Value<B> {
     fn clone(&self) -> Self {
-        Value { prim: self.prim.clone(), shape: self.shape.clone() }
+        Value { prim: self.prim.clone(), shape: self.shape.clone(), bf16: self.bf16 }
     }
 }
 
@@ -63,11 +65,25 @@ pub(crate) fn ir_dtype(d: BDType) -> DType {
 impl<B: Backend> Value<B> {
     /// Wraps a primitive whose physical shape is `physical(&shape)`.
     pub fn new(prim: Prim<B>, shape: Vec<usize>) -> Value<B> {
-        Value { prim, shape }
+        Value { prim, shape, bf16: false }
+    }
+
+    /// Marks an f32 value whose elements are bf16-representable as bf16.
+    pub fn as_bf16(mut self) -> Value<B> {
+        debug_assert!(matches!(self.prim, Prim::F32(_)));
+        self.bf16 = true;
+        self
+    }
+
+    /// The same elements, typed f32.
+    pub fn as_f32(mut self) -> Value<B> {
+        self.bf16 = false;
+        self
     }
 
     pub fn dtype(&self) -> DType {
         match &self.prim {
+            Prim::F32(_) if self.bf16 => DType::BF16,
             Prim::F32(_) => DType::F32,
             Prim::Int(t) => ir_dtype(t.dtype()),
             Prim::Bool(_) => DType::Bool,
@@ -102,8 +118,12 @@ impl<B: Backend> Value<B> {
             LiteralData::I32(v) => Prim::Int(B::int_from_data(TensorData::new(v.clone(), shape), device)),
             LiteralData::I64(v) => Prim::Int(B::int_from_data(TensorData::new(v.clone(), shape), device)),
             LiteralData::Bool(v) => Prim::Bool(B::bool_from_data(TensorData::new(v.clone(), shape), device)),
+            LiteralData::BF16(v) => {
+                let f: Vec<f32> = v.iter().map(|&b| specc_ir::bf16_to_f32(b)).collect();
+                Prim::F32(B::float_from_data(TensorData::new(f, shape), device))
+            }
         };
-        Value { prim, shape: l.shape.clone() }
+        Value { prim, shape: l.shape.clone(), bf16: l.dtype() == DType::BF16 }
     }
 
     /// Builds a value from little-endian row-major bytes.
@@ -116,6 +136,7 @@ impl<B: Backend> Value<B> {
             DType::I32 => LiteralData::I32(words(bytes, i32::from_le_bytes)),
             DType::I64 => LiteralData::I64(words(bytes, i64::from_le_bytes)),
             DType::Bool => LiteralData::Bool(bytes.iter().map(|&b| b != 0).collect()),
+            DType::BF16 => LiteralData::BF16(words(bytes, u16::from_le_bytes)),
         };
         Value::from_literal(&Literal { shape: shape.to_vec(), data }, device)
     }
@@ -133,6 +154,9 @@ impl<B: Backend> Value<B> {
             DType::I32 => LiteralData::I32(data.try_to_vec::<i32>().expect("i32 data")),
             DType::I64 => LiteralData::I64(data.try_to_vec::<i64>().expect("i64 data")),
             DType::Bool => LiteralData::Bool(data.try_to_vec::<bool>().expect("bool data")),
+            DType::BF16 => LiteralData::BF16(
+                data.try_to_vec::<f32>().expect("f32 data").into_iter().map(specc_ir::bf16_from_f32).collect(),
+            ),
         };
         Literal { shape, data }
     }

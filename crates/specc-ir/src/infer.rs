@@ -440,5 +440,7 @@ fn infer_dot(d: &DotDims, lhs: &TensorType, rhs: &TensorType) -> Result<TensorTy
     }
     dims.extend((0..lhs.rank()).filter(|i| !lhs_used.contains(i)).map(|i| lhs.shape.0[i].clone()));
     dims.extend((0..rhs.rank()).filter(|i| !rhs_used.contains(i)).map(|i| rhs.shape.0[i].clone()));
-    Ok(TensorType::new(lhs.dtype, Shape(dims)))
+    // bf16 operands accumulate in f32 and give f32.
+    let out = if lhs.dtype == DType::BF16 { DType::F32 } else { lhs.dtype };
+    Ok(TensorType::new(out, Shape(dims)))
 }

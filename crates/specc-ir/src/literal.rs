@@ -12,6 +12,28 @@ pub enum LiteralData {
     I32(Vec<i32>),
     I64(Vec<i64>),
     F32(Vec<f32>),
+    /// bfloat16 bit patterns.
+    BF16(Vec<u16>),
+}
+
+/// bf16 bits of `x`, rounded to nearest even (NaN stays a quiet NaN).
+pub fn bf16_from_f32(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) as u16) | 0x40;
+    }
+    let lsb = (b >> 16) & 1;
+    ((b + 0x7fff + lsb) >> 16) as u16
+}
+
+/// The f32 value of bf16 bits (exact).
+pub fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// `x` rounded to the nearest bf16 value.
+pub fn round_bf16(x: f32) -> f32 {
+    bf16_to_f32(bf16_from_f32(x))
 }
 
 impl LiteralData {
@@ -21,6 +43,7 @@ impl LiteralData {
             LiteralData::I32(_) => DType::I32,
             LiteralData::I64(_) => DType::I64,
             LiteralData::F32(_) => DType::F32,
+            LiteralData::BF16(_) => DType::BF16,
         }
     }
 
@@ -30,6 +53,7 @@ impl LiteralData {
             LiteralData::I32(v) => v.len(),
             LiteralData::I64(v) => v.len(),
             LiteralData::F32(v) => v.len(),
+            LiteralData::BF16(v) => v.len(),
         }
     }
 
@@ -86,6 +110,7 @@ impl Literal {
             DType::I32 => LiteralData::I32(vec![v as i32]),
             DType::I64 => LiteralData::I64(vec![v as i64]),
             DType::F32 => LiteralData::F32(vec![v as f32]),
+            DType::BF16 => LiteralData::BF16(vec![bf16_from_f32(v as f32)]),
         };
         Literal { shape: vec![], data }
     }
@@ -112,7 +137,7 @@ impl Literal {
             LiteralData::I64(v) => Some(v.clone()),
             LiteralData::I32(v) => Some(v.iter().map(|&x| x as i64).collect()),
             LiteralData::Bool(v) => Some(v.iter().map(|&x| x as i64).collect()),
-            LiteralData::F32(_) => None,
+            LiteralData::F32(_) | LiteralData::BF16(_) => None,
         }
     }
 
@@ -123,6 +148,7 @@ impl Literal {
             LiteralData::I32(v) => v.iter().map(|&x| x as f64).collect(),
             LiteralData::Bool(v) => v.iter().map(|&x| x as u8 as f64).collect(),
             LiteralData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            LiteralData::BF16(v) => v.iter().map(|&x| bf16_to_f32(x) as f64).collect(),
         }
     }
 
@@ -149,6 +175,7 @@ impl PartialEq for Literal {
             (LiteralData::Bool(a), LiteralData::Bool(b)) => a == b,
             (LiteralData::I32(a), LiteralData::I32(b)) => a == b,
             (LiteralData::I64(a), LiteralData::I64(b)) => a == b,
+            (LiteralData::BF16(a), LiteralData::BF16(b)) => a == b,
             (LiteralData::F32(a), LiteralData::F32(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
             }
@@ -166,6 +193,7 @@ impl Hash for Literal {
             LiteralData::Bool(v) => (0u8, v).hash(state),
             LiteralData::I32(v) => (1u8, v).hash(state),
             LiteralData::I64(v) => (2u8, v).hash(state),
+            LiteralData::BF16(v) => (4u8, v).hash(state),
             LiteralData::F32(v) => {
                 3u8.hash(state);
                 for x in v {

@@ -38,6 +38,7 @@ pub fn literal_text(l: &Literal) -> String {
         LiteralData::I32(v) => v.iter().map(|x| x.to_string()).collect(),
         LiteralData::I64(v) => v.iter().map(|x| x.to_string()).collect(),
         LiteralData::F32(v) => v.iter().map(|x| format!("{x:?}")).collect(),
+        LiteralData::BF16(v) => v.iter().map(|&x| format!("{:?}", crate::bf16_to_f32(x))).collect(),
     };
     if l.shape.is_empty() { body[0].clone() } else { format!("{{{}}}", body.join(",")) }
 }

@@ -21,13 +21,17 @@ pub enum DType {
     I32,
     I64,
     F32,
+    /// bfloat16. Arithmetic on bf16 values is done in f32 and rounded to
+    /// bf16 (round to nearest even); a dot of bf16 operands accumulates and
+    /// returns f32.
+    BF16,
 }
 
 impl DType {
-    pub const ALL: [DType; 4] = [DType::Bool, DType::I32, DType::I64, DType::F32];
+    pub const ALL: [DType; 5] = [DType::Bool, DType::I32, DType::I64, DType::F32, DType::BF16];
 
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32)
+        matches!(self, DType::F32 | DType::BF16)
     }
 
     pub fn is_int(self) -> bool {
@@ -37,6 +41,7 @@ impl DType {
     pub fn size_bytes(self) -> usize {
         match self {
             DType::Bool => 1,
+            DType::BF16 => 2,
             DType::I32 | DType::F32 => 4,
             DType::I64 => 8,
         }
@@ -49,6 +54,7 @@ impl DType {
             DType::I32 => "s32",
             DType::I64 => "s64",
             DType::F32 => "f32",
+            DType::BF16 => "bf16",
         }
     }
 }

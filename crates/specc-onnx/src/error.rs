@@ -16,7 +16,7 @@ pub enum ImportError {
     NotOnnx { path: String, detail: String },
     #[error("invalid ONNX model: {0}")]
     Invalid(String),
-    #[error("{what} has type {ty}, which specc does not support (supported: float32, int32, int64, bool)")]
+    #[error("{what} has type {ty}, which specc does not support (supported: float32, bfloat16, int32, int64, bool)")]
     UnsupportedType { what: String, ty: String },
     #[error("the model uses operators specc does not support:\n{}", list_unsupported(.0))]
     UnsupportedOps(Vec<UnsupportedOp>),

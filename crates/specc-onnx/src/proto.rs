@@ -56,6 +56,7 @@ pub fn dtype_of(code: i32) -> Option<DType> {
         elem::INT32 => Some(DType::I32),
         elem::INT64 => Some(DType::I64),
         elem::BOOL => Some(DType::Bool),
+        elem::BFLOAT16 => Some(DType::BF16),
         _ => None,
     }
 }
@@ -162,6 +163,8 @@ pub fn tensor_value(t: &TensorProto, dir: Option<&Path>, keep_inline: bool) -> R
             DType::I64 => t.int64_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             DType::I32 => t.int32_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             DType::Bool => t.int32_data.iter().map(|&v| (v != 0) as u8).collect(),
+            // ONNX keeps bf16 bit patterns in int32_data.
+            DType::BF16 => t.int32_data.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect(),
         };
         if raw.len() != nbytes {
             return Err(tensor_err(name, format!("holds {} bytes of data, {ty} needs {nbytes}", raw.len())));
@@ -187,6 +190,7 @@ pub fn literal_from_le(dtype: DType, shape: Vec<usize>, raw: &[u8]) -> Literal {
             LiteralData::I64(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
         }
         DType::Bool => LiteralData::Bool(raw.iter().map(|&b| b != 0).collect()),
+        DType::BF16 => LiteralData::BF16(raw.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect()),
     };
     Literal { shape, data }
 }
