@@ -33,6 +33,10 @@ enum Command {
         /// trn1, trn2, inf2 (Neuron: checked and narrowed to s32) or xla (portable).
         #[arg(long, default_value = "trn1")]
         target: String,
+        /// f32, or bf16: weights stored in bf16 and matmuls in bf16 with f32
+        /// accumulation (everything else stays f32).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
         /// `copy` the weights into the artifact, or `link` them where they are
         /// (ONNX external data; nothing is read).
         #[arg(long, default_value = "copy")]
@@ -82,6 +86,7 @@ fn compile(
     out: PathBuf,
     dims: Vec<String>,
     target: String,
+    dtype: String,
     weights: String,
     model_type: String,
     auto_cast: String,
@@ -97,6 +102,11 @@ fn compile(
     let o = CompileOptions {
         dims,
         target: c::parse_target(&target)?,
+        dtype: match dtype.as_str() {
+            "f32" => specc_ir::DType::F32,
+            "bf16" => specc_ir::DType::BF16,
+            other => return Err(format!("--dtype {other}: use f32 or bf16").into()),
+        },
         weights,
         neuronx: specc::neuronx::NeuronxOptions { model_type, auto_cast, opt_level, compiler: neuronx_cc },
     };
@@ -107,8 +117,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<String, Box<dyn std::error::Error>> = match cli.command {
         Command::Inspect { model } => specc::commands::inspect::inspect(&model).map_err(Into::into),
-        Command::Compile { model, out, dims, target, weights, model_type, auto_cast, opt_level, neuronx_cc } => {
-            compile(model, out, dims, target, weights, model_type, auto_cast, opt_level, neuronx_cc)
+        Command::Compile { model, out, dims, target, dtype, weights, model_type, auto_cast, opt_level, neuronx_cc } => {
+            compile(model, out, dims, target, dtype, weights, model_type, auto_cast, opt_level, neuronx_cc)
         }
         Command::Eval { model, inputs, output, dims } => {
             specc::commands::eval::eval(&model, &inputs, &output, &dims).map_err(Into::into)

@@ -84,60 +84,17 @@ fn specialized_graphs_are_static_and_match_onnxruntime() {
     }
 }
 
-/// Greedy decoding with a growing cache, as onnxruntime did it; `specialize`
-/// re-specializes the graph for every step's shapes.
+/// Greedy decoding with a growing cache, as onnxruntime did it;
+/// `specialize` re-specializes the graph for every step's shapes.
 fn greedy(arch: &str, specialize: bool) -> Vec<i64> {
-    let dir = fixture(arch);
-    let m = specc_onnx::import_file(&dir.join("with_past/model.onnx")).unwrap();
-    let refs = read(&dir.join("reference/greedy.safetensors"));
-    let get = |n: &str| refs.iter().find(|(k, _)| k == n).unwrap().1.clone();
-    let prompt = get("prompt_ids").to_i64_vec().unwrap();
-    let want = get("tokens").to_i64_vec().unwrap();
-    let plain = Session::<Cpu>::new(m.graph.clone(), &m.weights, cpu_device()).unwrap();
-
-    let mut tokens: Vec<i64> = Vec::new();
-    let mut feed: Vec<i64> = prompt.clone();
-    let mut past: Vec<(String, Literal)> = m
-        .graph
-        .params()
-        .iter()
-        .map(|&p| m.graph.node(p))
-        .filter(|n| n.name.starts_with("past_key_values."))
-        .map(|n| {
-            let d: Vec<usize> = n.ty.shape.0.iter().map(|d| d.fixed().unwrap_or(0)).collect();
-            let d = vec![1, d[1], 0, d[3]];
-            (n.name.clone(), Literal::new(d, specc_ir::LiteralData::F32(vec![])).unwrap())
-        })
-        .collect();
-    let mut pos = 0usize;
-    while tokens.len() < want.len() {
-        let t = feed.len();
-        let ids = Literal::new(vec![1, t], specc_ir::LiteralData::I64(feed.clone())).unwrap();
-        let mask = Literal::new(vec![1, pos + t], specc_ir::LiteralData::I64(vec![1; pos + t])).unwrap();
-        let posids =
-            Literal::new(vec![1, t], specc_ir::LiteralData::I64((pos as i64..(pos + t) as i64).collect())).unwrap();
-        let mut named: Vec<(&str, &Literal)> =
-            vec![("input_ids", &ids), ("attention_mask", &mask), ("position_ids", &posids)];
-        named.extend(past.iter().map(|(n, l)| (n.as_str(), l)));
-        let out = if specialize {
-            let shapes: Vec<(&str, &[usize])> = named.iter().map(|(n, l)| (*n, l.shape.as_slice())).collect();
-            let b = specc_opt::Bindings::from_shapes(&m.graph, &shapes).unwrap();
-            let (g, _) = specc_opt::specialize(&m.graph, &b).unwrap();
-            Session::<Cpu>::new(g, &m.weights, cpu_device()).unwrap().run_named(&named).unwrap()
-        } else {
-            plain.run_named(&named).unwrap()
-        };
-        let logits = &out.iter().find(|(n, _)| n == "logits").unwrap().1;
-        let next = *argmax_last(logits).last().unwrap();
-        tokens.push(next);
-        past = out
-            .into_iter()
-            .filter(|(n, _)| n.starts_with("present."))
-            .map(|(n, l)| (n.replacen("present.", "past_key_values.", 1), l))
-            .collect();
-        pos += t;
-        feed = vec![next];
-    }
+    let m = specc_onnx::import_file(&fixture(arch).join("with_past/model.onnx")).unwrap();
+    let want = greedy_reference(arch);
+    let prompt = greedy_prompt(arch);
+    let tokens = if specialize {
+        greedy_decode(&m, &prompt, want.len(), &|g: &specc_ir::Graph, w: &specc_ir::WeightStore| (g.clone(), w.clone()))
+    } else {
+        greedy_decode_as_imported(&m, &prompt, want.len())
+    };
     assert_eq!(tokens, want, "{arch}: greedy continuation differs from onnxruntime's (specialized: {specialize})");
     tokens
 }

@@ -77,6 +77,14 @@ fn fixture_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>
             let r = specialize_for(&m, &inputs)
                 .and_then(|g| write_case(&root.join(&name), &g, &m.weights, &inputs, 1e-4, &[]));
             prepared.insert(name, r);
+            // bf16 weights and weight matmuls; XLA rounds like the interpreter,
+            // up to f32 accumulation order, hence a bf16-level tolerance.
+            let name = format!("fixture_{arch}_{case}_bf16");
+            let r = specialize_for(&m, &inputs).and_then(|g| {
+                let (g, w) = specc_opt::to_bf16(&g, &m.weights).map_err(|e| e.to_string())?;
+                write_case(&root.join(&name), &g, &w, &inputs, 1e-3, &[])
+            });
+            prepared.insert(name, r);
             // The Neuron profile: s64 narrowed to s32, checked by the trn1 rules.
             let name = format!("fixture_{arch}_{case}_trn1");
             let r = specialize_for(&m, &inputs).and_then(|g| {
@@ -174,7 +182,7 @@ fn emitted_hlo_runs_on_xla_cpu_like_the_interpreter() {
     let fixtures = outcomes.iter().filter(|(n, r)| n.starts_with("fixture_") && r.is_ok()).count();
     let onnx = outcomes.iter().filter(|(n, r)| n.starts_with("onnx_") && r.is_ok()).count();
     eprintln!(
-        "XLA CPU agrees with the interpreter: {fixtures}/24 fixture specializations (xla and trn1 profiles), {onnx}/{} conformance cases",
+        "XLA CPU agrees with the interpreter: {fixtures}/36 fixture specializations (xla, xla+bf16 and trn1 profiles), {onnx}/{} conformance cases",
         outcomes.keys().filter(|n| n.starts_with("onnx_")).count()
     );
     check_expectations(

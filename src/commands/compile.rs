@@ -44,6 +44,8 @@ pub enum WeightMode {
 pub struct CompileOptions {
     pub dims: Vec<String>,
     pub target: Target,
+    /// `F32`, or `BF16`: bf16 weights and matmuls (f32 accumulation).
+    pub dtype: DType,
     pub weights: WeightMode,
     pub neuronx: NeuronxOptions,
 }
@@ -53,6 +55,7 @@ impl Default for CompileOptions {
         CompileOptions {
             dims: vec![],
             target: Target::Trn1,
+            dtype: DType::F32,
             weights: WeightMode::Copy,
             neuronx: NeuronxOptions::default(),
         }
@@ -97,6 +100,8 @@ fn tensor_entries(g: &Graph, before: &Graph) -> (Vec<TensorEntry>, Vec<TensorEnt
     for id in g.ids() {
         if let Op::Weight { index } = g.node(id).op {
             let t = g.ty(id);
+            let was =
+                before.weights().iter().find(|w| w.name == g.node(id).name).map(|w| w.ty.dtype).unwrap_or(t.dtype);
             params.push(TensorEntry {
                 index: n + index,
                 name: g.node(id).name.clone(),
@@ -104,7 +109,7 @@ fn tensor_entries(g: &Graph, before: &Graph) -> (Vec<TensorEntry>, Vec<TensorEnt
                 dtype: t.dtype.name().into(),
                 shape: t.shape.as_fixed().expect("static"),
                 neff_name: format!("input{}", n + index),
-                narrowed_from: None,
+                narrowed_from: (was != t.dtype).then(|| was.name().to_string()),
                 aliases_parameter: None,
             });
         }
@@ -165,6 +170,12 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
     } else {
         g
     };
+    let (g, store) = if o.dtype == DType::BF16 {
+        pb.set_message("converting weights and matmuls to bf16");
+        specc_opt::to_bf16(&g, &m.weights).map_err(specc_opt::OptError::Ir)?
+    } else {
+        (g, m.weights.clone())
+    };
     pb.set_message("lowering to HLO");
     let module = specc_hlo::lower(&g, &[])?;
     specc_hlo::check(&module, o.target)
@@ -179,8 +190,13 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
     let ir = staging.write(&format!("graphs/{name}.ir"), &g.to_bytes())?;
     let weight_names: Vec<String> = g.weights().iter().map(|w| w.name.clone()).collect();
     let weights = match o.weights {
-        WeightMode::Copy => staging.write_weights(&format!("weights/{name}.safetensors"), &m.weights, &weight_names)?,
-        WeightMode::Link => specc_artifact::link_weights(&m.weights, &weight_names)?,
+        WeightMode::Copy => staging.write_weights(&format!("weights/{name}.safetensors"), &store, &weight_names)?,
+        WeightMode::Link if o.dtype == DType::BF16 => {
+            return Err(CompileError::Usage(
+                "--weights link keeps the source's f32 weights; it cannot be combined with --dtype bf16".into(),
+            ));
+        }
+        WeightMode::Link => specc_artifact::link_weights(&store, &weight_names)?,
     };
     let (parameters, outputs) = tensor_entries(&g, &m.graph);
     let mut entry = GraphEntry {
@@ -240,7 +256,7 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
             }
         }
     }
-    let mut manifest = Manifest::new(env!("SPECC_VERSION"), o.target.name(), DType::F32.name());
+    let mut manifest = Manifest::new(env!("SPECC_VERSION"), o.target.name(), o.dtype.name());
     manifest.models.push(ModelEntry { name: name.into(), source: model.display().to_string(), weights });
     manifest.graphs.push(entry);
     staging.commit(&manifest)?;

@@ -171,3 +171,97 @@ pub fn check_expectations(
     }
     assert!(problems.is_empty(), "{} unexpected outcomes:\n{}", problems.len(), problems.join("\n"));
 }
+
+/// onnxruntime's greedy continuation of a fixture's prompt.
+pub fn greedy_reference(arch: &str) -> Vec<i64> {
+    let refs = read(&fixture(arch).join("reference/greedy.safetensors"));
+    refs.iter().find(|(k, _)| k == "tokens").unwrap().1.to_i64_vec().unwrap()
+}
+
+pub fn greedy_prompt(arch: &str) -> Vec<i64> {
+    let refs = read(&fixture(arch).join("reference/greedy.safetensors"));
+    refs.iter().find(|(k, _)| k == "prompt_ids").unwrap().1.to_i64_vec().unwrap()
+}
+
+/// One step's inputs for a with-past export: `feed` new tokens after `pos`
+/// cached ones.
+fn step_inputs(feed: &[i64], pos: usize, past: &[(String, Literal)]) -> Vec<(String, Literal)> {
+    let t = feed.len();
+    let mut v = vec![
+        ("input_ids".to_string(), Literal::new(vec![1, t], LiteralData::I64(feed.to_vec())).unwrap()),
+        ("attention_mask".to_string(), Literal::new(vec![1, pos + t], LiteralData::I64(vec![1; pos + t])).unwrap()),
+        (
+            "position_ids".to_string(),
+            Literal::new(vec![1, t], LiteralData::I64((pos as i64..(pos + t) as i64).collect())).unwrap(),
+        ),
+    ];
+    v.extend(past.iter().cloned());
+    v
+}
+
+fn empty_past(g: &specc_ir::Graph) -> Vec<(String, Literal)> {
+    g.params()
+        .iter()
+        .map(|&p| g.node(p))
+        .filter(|n| n.name.starts_with("past_key_values."))
+        .map(|n| {
+            let d: Vec<usize> = n.ty.shape.0.iter().map(|d| d.fixed().unwrap_or(0)).collect();
+            (n.name.clone(), Literal::new(vec![1, d[1], 0, d[3]], LiteralData::F32(vec![])).unwrap())
+        })
+        .collect()
+}
+
+/// Greedy decoding with a growing cache; every step's graph is specialized
+/// to its shapes and then passed through `transform` (bf16, say).
+pub fn greedy_decode(
+    m: &specc_onnx::Model,
+    prompt: &[i64],
+    steps: usize,
+    transform: &dyn Fn(&specc_ir::Graph, &specc_ir::WeightStore) -> (specc_ir::Graph, specc_ir::WeightStore),
+) -> Vec<i64> {
+    greedy_loop(m, prompt, steps, &mut |named| {
+        let shapes: Vec<(&str, &[usize])> = named.iter().map(|(n, l)| (*n, l.shape.as_slice())).collect();
+        let b = specc_opt::Bindings::from_shapes(&m.graph, &shapes).unwrap();
+        let (g, _) = specc_opt::specialize(&m.graph, &b).unwrap();
+        let (g, w) = transform(&g, &m.weights);
+        specc_interp::Session::<specc_interp::Cpu>::new(g, &w, specc_interp::cpu_device())
+            .unwrap()
+            .run_named(named)
+            .unwrap()
+    })
+}
+
+/// Greedy decoding on the graph as imported (symbolic shapes).
+pub fn greedy_decode_as_imported(m: &specc_onnx::Model, prompt: &[i64], steps: usize) -> Vec<i64> {
+    let s = specc_interp::Session::<specc_interp::Cpu>::new(m.graph.clone(), &m.weights, specc_interp::cpu_device())
+        .unwrap();
+    greedy_loop(m, prompt, steps, &mut |named| s.run_named(named).unwrap())
+}
+
+fn greedy_loop(
+    m: &specc_onnx::Model,
+    prompt: &[i64],
+    steps: usize,
+    run: &mut dyn FnMut(&[(&str, &Literal)]) -> Vec<(String, Literal)>,
+) -> Vec<i64> {
+    let mut tokens = Vec::new();
+    let mut feed = prompt.to_vec();
+    let mut past = empty_past(&m.graph);
+    let mut pos = 0;
+    while tokens.len() < steps {
+        let inputs = step_inputs(&feed, pos, &past);
+        let named: Vec<(&str, &Literal)> = inputs.iter().map(|(n, l)| (n.as_str(), l)).collect();
+        let out = run(&named);
+        let logits = &out.iter().find(|(n, _)| n == "logits").unwrap().1;
+        let next = *argmax_last(logits).last().unwrap();
+        tokens.push(next);
+        past = out
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("present."))
+            .map(|(n, l)| (n.replacen("present.", "past_key_values.", 1), l))
+            .collect();
+        pos += feed.len();
+        feed = vec![next];
+    }
+    tokens
+}

@@ -160,6 +160,11 @@ pub trait Rewrite {
         Ok(old.ty.clone())
     }
 
+    /// The type of weight `index` in the new graph (default: unchanged).
+    fn weight_type(&mut self, _index: usize, old: &Node) -> Result<TensorType, IrError> {
+        Ok(old.ty.clone())
+    }
+
     /// Called once parameters and weights are declared, before other nodes.
     fn begin(&mut self, _b: &GraphBuilder) {}
 
@@ -186,8 +191,8 @@ impl Graph {
             map[p.index()] = Some(b.parameter(node.name.clone(), r.param_type(i, node)?)?);
         }
         for (id, node) in self.nodes.iter().enumerate() {
-            if let Op::Weight { .. } = node.op {
-                map[id] = Some(b.weight(node.name.clone(), node.ty.clone())?);
+            if let Op::Weight { index } = node.op {
+                map[id] = Some(b.weight(node.name.clone(), r.weight_type(index, node)?)?);
             }
         }
         r.begin(&b);

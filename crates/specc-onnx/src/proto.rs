@@ -190,7 +190,9 @@ pub fn literal_from_le(dtype: DType, shape: Vec<usize>, raw: &[u8]) -> Literal {
             LiteralData::I64(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
         }
         DType::Bool => LiteralData::Bool(raw.iter().map(|&b| b != 0).collect()),
-        DType::BF16 => LiteralData::BF16(raw.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect()),
+        DType::BF16 => {
+            LiteralData::BF16(raw.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect())
+        }
     };
     Literal { shape, data }
 }

@@ -11,11 +11,13 @@
 //! reference interpreter's kernels (`specc_interp::fold`), never with
 //! arithmetic of its own.
 
+mod bf16;
 mod cse;
 mod dim_expr;
 mod narrow;
 mod specialize;
 
+pub use bf16::to_bf16;
 pub use cse::cse;
 pub use narrow::{DEFAULT_INPUT_RANGE, NarrowReport, narrow_to_s32};
 pub use specialize::{Bindings, OptError, Report, fold, freeze_inputs, specialize};
