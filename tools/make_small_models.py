@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Write the small malformed or unsupported ONNX models of graphs/bad/.
+"""Write the small hand-built ONNX models of graphs/bad/ and graphs/small/.
 
-Each file is a minimal, hand-built graph that exercises one error path of
-specc's importer (see tests/bad_input.rs). Regenerate with the fixtures venv:
+graphs/bad/: minimal graphs that each exercise one error path (see
+tests/bad_input.rs and tests/compile.rs). graphs/small/: minimal valid
+graphs for one feature (external-data weights, for linked weights).
+Regenerate with the fixtures venv:
 
-    .venv-fixtures/bin/python tools/make_bad_models.py
+    .venv-fixtures/bin/python tools/make_small_models.py
 """
 
 import pathlib
@@ -13,6 +15,7 @@ import onnx
 from onnx import TensorProto, helper
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "graphs" / "bad"
+SMALL = pathlib.Path(__file__).resolve().parent.parent / "graphs" / "small"
 
 
 def vi(name, shape, elem=TensorProto.FLOAT):
@@ -75,9 +78,30 @@ def pow_runtime_exponent():
     save(opset(g), "pow_runtime_exponent.onnx")
 
 
+def external_data():
+    """y = x @ W + b with W and b stored as external data (one file)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(7)
+    w = numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal((8,)).astype(np.float32), "b")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["xw"], name="matmul"),
+        helper.make_node("Add", ["xw", "b"], ["y"], name="bias"),
+    ]
+    g = helper.make_graph(nodes, "external", [vi("x", ["n", 16])], [vi("y", ["n", 8])], initializer=[w, b])
+    model = opset(g)
+    SMALL.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, SMALL / "external_data.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="external_data.onnx.data", size_threshold=0)
+    print("wrote", SMALL / "external_data.onnx")
+
+
 if __name__ == "__main__":
     unsupported_ops()
     dangling_edge()
     missing_node_input()
     two_inputs()
     pow_runtime_exponent()
+    external_data()
