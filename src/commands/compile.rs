@@ -139,9 +139,17 @@ fn tensor_entries(g: &Graph, before: &Graph) -> (Vec<TensorEntry>, Vec<TensorEnt
 pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, CompileError> {
     let mut report = String::new();
     let t0 = Instant::now();
+    // (stage, seconds) for the report: where compile time goes.
+    let mut stages: Vec<(&str, f64)> = Vec::new();
+    let mut lap = Instant::now();
+    let mut stage = |name: &'static str, stages: &mut Vec<(&str, f64)>| {
+        stages.push((name, lap.elapsed().as_secs_f64()));
+        lap = Instant::now();
+    };
     let pb = spinner(&format!("importing {}", model.display()));
     let m = specc_onnx::import_file(model)?;
     let bindings = super::parse_dims(&o.dims).map_err(CompileError::Usage)?;
+    stage("import", &mut stages);
     pb.set_message("specializing to static shapes");
     let (g, rep) = specc_opt::specialize(&m.graph, &bindings)?;
     writeln!(
@@ -153,6 +161,7 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
         rep.folded
     )
     .unwrap();
+    stage("specialize", &mut stages);
     let g = if o.target.is_neuron() {
         pb.set_message("narrowing s64 to s32");
         let (n, nr) = specc_opt::narrow_to_s32(&g, &Default::default())?;
@@ -176,6 +185,7 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
     } else {
         (g, m.weights.clone())
     };
+    stage("narrow/bf16", &mut stages);
     pb.set_message("lowering to HLO");
     let module = specc_hlo::lower(&g, &[])?;
     specc_hlo::check(&module, o.target)
@@ -183,6 +193,7 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
     let name = "model";
     let kind = graph_kind(&g);
 
+    stage("lower+check", &mut stages);
     pb.set_message(format!("writing {}", out.display()));
     let staging = Staging::new(out)?;
     let hlo_pb = staging.write(&format!("graphs/{name}.hlo.pb"), &specc_hlo::to_proto_bytes(&module))?;
@@ -256,11 +267,14 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
             }
         }
     }
+    stage("write+neuronx-cc", &mut stages);
     let mut manifest = Manifest::new(env!("SPECC_VERSION"), o.target.name(), o.dtype.name());
     manifest.models.push(ModelEntry { name: name.into(), source: model.display().to_string(), weights });
     manifest.graphs.push(entry);
     staging.commit(&manifest)?;
     pb.finish_and_clear();
+    let shown: Vec<String> = stages.iter().map(|(n, t)| format!("{n} {t:.3} s")).collect();
+    writeln!(report, "time: {}", shown.join(", ")).unwrap();
     writeln!(
         report,
         "wrote {} for {}: graph `{name}` ({kind}, {} HLO instructions) in {:.2} s",

@@ -42,6 +42,8 @@ pub enum ArtifactError {
     Missing { file: String },
     #[error("artifact file {file} is corrupt: {detail}")]
     Corrupt { file: String, detail: String },
+    #[error("weight `{0}` is stored inside the ONNX file: only weights stored as ONNX external data can be linked (use --weights copy)")]
+    CannotLink(String),
     #[error("artifact has no graph named `{0}`")]
     NoGraph(String),
     #[error("artifact has no model named `{0}`")]
@@ -321,10 +323,7 @@ pub fn link_weights(store: &WeightStore, names: &[String]) -> Result<Weights, Ar
     for n in names {
         let e = store.get(n).ok_or_else(|| ArtifactError::Missing { file: format!("weight data for `{n}`") })?;
         let WeightBytes::File { path, offset, len } = &e.bytes else {
-            return Err(ArtifactError::NotAnArtifact {
-                dir: n.clone(),
-                detail: "only weights stored as ONNX external data can be linked; use copied weights".into(),
-            });
+            return Err(ArtifactError::CannotLink(n.clone()));
         };
         let abs = std::fs::canonicalize(path).map_err(io(path))?;
         let size = std::fs::metadata(&abs).map_err(io(&abs))?.len();
