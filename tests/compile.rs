@@ -228,7 +228,10 @@ fn linked_weights_are_not_copied() {
     let out = tmp("link").join("art");
     let o = CompileOptions { weights: WeightMode::Link, ..opts(Target::Xla) };
     let e = compile(&llama(), &out, &o).unwrap_err();
-    assert!(matches!(&e, CompileError::Artifact(ArtifactError::CannotLink(w)) if w == "model.embed_tokens.weight"), "{e}");
+    assert!(
+        matches!(&e, CompileError::Artifact(ArtifactError::CannotLink(w)) if w == "model.embed_tokens.weight"),
+        "{e}"
+    );
     assert!(e.to_string().contains("only weights stored as ONNX external data can be linked"), "{e}");
 }
 
@@ -236,7 +239,12 @@ fn linked_weights_are_not_copied() {
 fn linked_weights_point_into_the_external_data_and_run() {
     let model = repo().join("graphs/small/external_data.onnx");
     let out = tmp("link-ok").join("art");
-    let o = CompileOptions { dims: vec!["n=3".into()], target: Target::Xla, weights: WeightMode::Link, ..Default::default() };
+    let o = CompileOptions {
+        dims: vec!["n=3".into()],
+        target: Target::Xla,
+        weights: WeightMode::Link,
+        ..Default::default()
+    };
     compile(&model, &out, &o).unwrap();
     let a = Artifact::open(&out).unwrap();
     let specc_artifact::Weights::Linked { tensors, .. } = &a.manifest.models[0].weights else { panic!("not linked") };
@@ -246,10 +254,11 @@ fn linked_weights_point_into_the_external_data_and_run() {
     assert!(!out.join("weights/model.safetensors").exists());
     // The linked weights run: compare with the model run straight from ONNX.
     let x = Literal::new(vec![3, 16], specc_ir::LiteralData::F32((0..48).map(|v| v as f32 / 10.0).collect())).unwrap();
-    let via_artifact = Session::<Cpu>::new(a.graph_ir(&a.manifest.graphs[0]).unwrap(), &a.weights("model").unwrap(), cpu_device())
-        .unwrap()
-        .run_named(&[("x", &x)])
-        .unwrap();
+    let via_artifact =
+        Session::<Cpu>::new(a.graph_ir(&a.manifest.graphs[0]).unwrap(), &a.weights("model").unwrap(), cpu_device())
+            .unwrap()
+            .run_named(&[("x", &x)])
+            .unwrap();
     let m = specc_onnx::import_file(&model).unwrap();
     let direct = Session::<Cpu>::new(m.graph, &m.weights, cpu_device()).unwrap().run_named(&[("x", &x)]).unwrap();
     assert_eq!(via_artifact[0].1, direct[0].1);

@@ -42,7 +42,9 @@ pub enum ArtifactError {
     Missing { file: String },
     #[error("artifact file {file} is corrupt: {detail}")]
     Corrupt { file: String, detail: String },
-    #[error("weight `{0}` is stored inside the ONNX file: only weights stored as ONNX external data can be linked (use --weights copy)")]
+    #[error(
+        "weight `{0}` is stored inside the ONNX file: only weights stored as ONNX external data can be linked (use --weights copy)"
+    )]
     CannotLink(String),
     #[error("artifact has no graph named `{0}`")]
     NoGraph(String),

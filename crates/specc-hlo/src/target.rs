@@ -162,3 +162,95 @@ pub fn check(m: &Module, target: Target) -> Result<(), Vec<Violation>> {
     }
     if v.is_empty() { Ok(()) } else { Err(v) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::{Computation, Instr};
+    use specc_ir::Literal;
+
+    fn ins(name: &str, shape: Shape, op: HOp, operands: Vec<usize>) -> Instr {
+        Instr { name: name.into(), shape, op, operands, origin: format!("node_{name}") }
+    }
+
+    fn f32s(d: &[usize]) -> Shape {
+        Shape::array(Elem::F32, d)
+    }
+
+    /// A module whose entry holds `extra` after a parameter and a constant.
+    fn module(extra: Vec<Instr>, reducer_root: &'static str) -> Module {
+        let scalar = f32s(&[]);
+        let reducer = Computation {
+            name: "red".into(),
+            instrs: vec![
+                ins("a", scalar.clone(), HOp::Parameter(0), vec![]),
+                ins("b", scalar.clone(), HOp::Parameter(1), vec![]),
+                ins("r", scalar, HOp::Plain(reducer_root), vec![0, 1]),
+            ],
+            root: 2,
+        };
+        let mut instrs = vec![
+            ins("p", f32s(&[4]), HOp::Parameter(0), vec![]),
+            ins("c", f32s(&[]), HOp::Constant(Literal::scalar_f32(0.0)), vec![]),
+        ];
+        instrs.extend(extra);
+        let root = instrs.len() - 1;
+        Module {
+            name: "m".into(),
+            computations: vec![reducer, Computation { name: "main".into(), instrs, root }],
+            entry: 1,
+            aliases: vec![],
+        }
+    }
+
+    fn rules(m: &Module) -> Vec<&'static str> {
+        check(m, Target::Trn1).err().unwrap_or_default().iter().map(|v| v.rule).collect()
+    }
+
+    #[test]
+    fn neuron_rules_name_the_instruction() {
+        let sort = module(vec![ins("s", f32s(&[4]), HOp::Other("sort".into()), vec![0])], "add");
+        assert_eq!(rules(&sort), ["no sort"]);
+        let v = check(&sort, Target::Trn1).unwrap_err();
+        assert_eq!(v[0].to_string(), "%s in %main (from `node_s`): no sort: sort is not supported; use top-k");
+        assert!(check(&sort, Target::Xla).is_ok(), "the portable profile checks nothing");
+
+        let w = module(vec![ins("w", f32s(&[4]), HOp::Other("while".into()), vec![0])], "add");
+        assert_eq!(rules(&w), ["no data-dependent loops"]);
+        let c = module(vec![ins("k", f32s(&[4]), HOp::Other("conditional".into()), vec![0])], "add");
+        assert_eq!(rules(&c), ["no control flow"]);
+        let dynamic = module(vec![ins("d", f32s(&[]), HOp::Other("get-dimension-size".into()), vec![0])], "add");
+        assert_eq!(rules(&dynamic), ["static shapes"]);
+
+        let reduce = |operands: Vec<usize>| ins("r", f32s(&[]), HOp::Reduce { dims: vec![0], to_apply: 0 }, operands);
+        assert!(rules(&module(vec![reduce(vec![0, 1])], "add")).is_empty());
+        assert_eq!(rules(&module(vec![reduce(vec![0, 0])], "add")), ["plain reductions"], "non-constant init");
+        assert_eq!(rules(&module(vec![reduce(vec![0, 1, 0, 1])], "add")), ["plain reductions"], "variadic");
+        assert_eq!(rules(&module(vec![reduce(vec![0, 1])], "divide")), ["plain reductions"], "reduce computation");
+
+        let pow = module(vec![ins("pw", f32s(&[4]), HOp::Plain("power"), vec![0, 0])], "add");
+        assert_eq!(rules(&pow), ["constant exponents"]);
+        let s64 = module(vec![ins("cv", Shape::array(Elem::S64, &[4]), HOp::Plain("convert"), vec![0])], "add");
+        assert_eq!(rules(&s64), ["no 64-bit integers"]);
+        let cc = module(
+            vec![ins(
+                "cc",
+                f32s(&[4]),
+                HOp::CustomCall { target: "MyKernel".into(), backend_config: String::new() },
+                vec![0],
+            )],
+            "add",
+        );
+        assert_eq!(rules(&cc), ["custom calls"]);
+        let ok_cc = module(
+            vec![ins(
+                "cc",
+                f32s(&[4]),
+                HOp::CustomCall { target: "AwsNeuronArgMax".into(), backend_config: "0".into() },
+                vec![0],
+            )],
+            "add",
+        );
+        assert!(rules(&ok_cc).is_empty());
+    }
+}
