@@ -21,9 +21,24 @@ enum Command {
     },
     /// Compile an ONNX model to an artifact directory: HLO (proto and text),
     /// IR, weights and a manifest; NEFFs too when neuronx-cc is installed.
+    /// With --max-seq-len (and --draft), the graphs for generation:
+    /// prefill per prompt bucket, decode, verify and the fused speculation
+    /// round, with static KV caches.
     Compile {
-        /// The ONNX model.
+        /// The ONNX model (the target, with --draft).
         model: PathBuf,
+        /// A draft model exported "with past" (same vocabulary as the target).
+        #[arg(long)]
+        draft: Option<PathBuf>,
+        /// KV-cache capacity in tokens (prompt + generated); turns on generation graphs.
+        #[arg(long)]
+        max_seq_len: Option<usize>,
+        /// Speculative tokens per round (K).
+        #[arg(short = 'k', long = "num-speculative-tokens", default_value_t = 4)]
+        num_speculative_tokens: usize,
+        /// Prompt buckets (comma-separated lengths; default 32,128 capped at the capacity).
+        #[arg(long, value_delimiter = ',')]
+        prompt_buckets: Vec<usize>,
         /// The artifact directory to write (replaced atomically).
         #[arg(short, long)]
         out: PathBuf,
@@ -54,6 +69,30 @@ enum Command {
         #[arg(long)]
         neuronx_cc: Option<PathBuf>,
     },
+    /// Generate with a compiled artifact (speculatively when it has a draft
+    /// or with prompt lookup), on the reference backend.
+    Run {
+        /// The artifact directory (`specc compile ... --max-seq-len C -o DIR`).
+        artifact: PathBuf,
+        /// The prompt as token ids (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        prompt_ids: Vec<i64>,
+        /// How many tokens to generate at most.
+        #[arg(long, default_value_t = 64)]
+        max_new_tokens: usize,
+        /// One target step per token, no speculation.
+        #[arg(long)]
+        no_speculation: bool,
+        /// Propose with n-gram prompt lookup instead of the draft.
+        #[arg(long)]
+        prompt_lookup: bool,
+        /// Do not stop at end-of-sequence tokens.
+        #[arg(long)]
+        ignore_eos: bool,
+        /// `text` (stream tokens, then a summary) or `json`.
+        #[arg(long, default_value = "text")]
+        output_format: String,
+    },
     /// Run an ONNX model once on the reference interpreter.
     Eval {
         /// The ONNX model.
@@ -80,6 +119,14 @@ fn report(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The generation flags of `specc compile`.
+struct Generation {
+    draft: Option<PathBuf>,
+    max_seq_len: Option<usize>,
+    k: usize,
+    buckets: Vec<usize>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn compile(
     model: PathBuf,
@@ -92,6 +139,7 @@ fn compile(
     auto_cast: String,
     opt_level: Option<u8>,
     neuronx_cc: Option<PathBuf>,
+    generation: Generation,
 ) -> Result<String, Box<dyn std::error::Error>> {
     use specc::commands::compile::{self as c, CompileOptions, WeightMode};
     let weights = match weights.as_str() {
@@ -110,15 +158,83 @@ fn compile(
         weights,
         neuronx: specc::neuronx::NeuronxOptions { model_type, auto_cast, opt_level, compiler: neuronx_cc },
     };
-    Ok(c::compile(&model, &out, &o)?)
+    let Generation { draft, max_seq_len, k, buckets } = generation;
+    match (max_seq_len, &draft) {
+        (None, None) => Ok(c::compile(&model, &out, &o)?),
+        (None, Some(_)) => Err("--draft needs --max-seq-len (the KV-cache capacity)".into()),
+        (Some(capacity), _) => {
+            let buckets = if buckets.is_empty() {
+                let b: Vec<usize> = [32, 128].into_iter().filter(|&b| b <= capacity).collect();
+                if b.is_empty() { vec![capacity] } else { b }
+            } else {
+                buckets
+            };
+            let spec = specc_spec::SpecConfig { k, capacity, buckets };
+            Ok(c::compile_generation(&model, &out, &o, &c::GenerationOptions { draft, spec })?)
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<String, Box<dyn std::error::Error>> = match cli.command {
         Command::Inspect { model } => specc::commands::inspect::inspect(&model).map_err(Into::into),
-        Command::Compile { model, out, dims, target, dtype, weights, model_type, auto_cast, opt_level, neuronx_cc } => {
-            compile(model, out, dims, target, dtype, weights, model_type, auto_cast, opt_level, neuronx_cc)
+        Command::Compile {
+            model,
+            draft,
+            max_seq_len,
+            num_speculative_tokens,
+            prompt_buckets,
+            out,
+            dims,
+            target,
+            dtype,
+            weights,
+            model_type,
+            auto_cast,
+            opt_level,
+            neuronx_cc,
+        } => compile(
+            model,
+            out,
+            dims,
+            target,
+            dtype,
+            weights,
+            model_type,
+            auto_cast,
+            opt_level,
+            neuronx_cc,
+            Generation { draft, max_seq_len, k: num_speculative_tokens, buckets: prompt_buckets },
+        ),
+        Command::Run {
+            artifact,
+            prompt_ids,
+            max_new_tokens,
+            no_speculation,
+            prompt_lookup,
+            ignore_eos,
+            output_format,
+        } => {
+            let json = match output_format.as_str() {
+                "text" => Ok(false),
+                "json" => Ok(true),
+                other => Err(format!("--output-format {other}: use text or json")),
+            };
+            match json {
+                Err(e) => Err(e.into()),
+                Ok(json) => {
+                    let o = specc::commands::run::RunOptions {
+                        prompt_ids,
+                        max_new_tokens,
+                        no_speculation,
+                        prompt_lookup,
+                        ignore_eos,
+                        json,
+                    };
+                    specc::commands::run::run(&artifact, &o).map_err(Into::into)
+                }
+            }
         }
         Command::Eval { model, inputs, output, dims } => {
             specc::commands::eval::eval(&model, &inputs, &output, &dims).map_err(Into::into)

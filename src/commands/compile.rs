@@ -1,15 +1,26 @@
-//! `specc compile model.onnx -o out/ [--dim name=value ...] [--target ...]`:
-//! import, specialize, (for Neuron) narrow to s32, lower to HLO, check the
-//! target's rules, and write the artifact directory atomically; then run
-//! neuronx-cc on each graph when it is installed.
+//! `specc compile`: import, specialize, (for Neuron) narrow to s32, lower to
+//! HLO, check the target's rules, and write the artifact directory
+//! atomically; then run neuronx-cc on each graph when it is installed.
+//!
+//! Two modes:
+//! * one model, one graph: `specc compile model.onnx -o out/ --dim ...`;
+//! * generation: `specc compile target.onnx [--draft draft.onnx]
+//!   --max-seq-len C [-k K] [--prompt-buckets 32,128]`: the static-cache
+//!   graphs of `specc_spec` (prefill per bucket, decode, verify, and the
+//!   fused speculation round with a draft), one weights file per model
+//!   shared by all its graphs.
 
 use crate::neuronx::{self, NeuronxOptions};
 use indicatif::{ProgressBar, ProgressStyle};
-use specc_artifact::{ArtifactError, GraphEntry, Manifest, ModelEntry, NeuronxCc, Staging, TensorEntry};
+use specc_artifact::{
+    ArtifactError, GraphEntry, Manifest, ModelEntry, NeuronxCc, Speculation, Staging, TensorEntry, Weights,
+};
 use specc_hlo::Target;
-use specc_ir::{DType, Graph, Op};
+use specc_ir::{DType, Graph, Op, WeightStore};
+use specc_spec::{DecoderModel, SpecConfig, SpecError};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +30,15 @@ pub enum CompileError {
     #[error(transparent)]
     Specialize(#[from] specc_opt::OptError),
     #[error(transparent)]
-    Lower(#[from] specc_hlo::LowerError),
-    #[error("the module breaks {} {} rule(s):\n{}", .violations.len(), .target, .violations.iter().map(|v| format!("  - {v}")).collect::<Vec<_>>().join("\n"))]
-    Target { target: &'static str, violations: Vec<specc_hlo::Violation> },
+    Spec(#[from] SpecError),
+    #[error("graph `{graph}`: {source}")]
+    Lower {
+        graph: String,
+        #[source]
+        source: specc_hlo::LowerError,
+    },
+    #[error("graph `{graph}` breaks {} {} rule(s):\n{}", .violations.len(), .target, .violations.iter().map(|v| format!("  - {v}")).collect::<Vec<_>>().join("\n"))]
+    Target { graph: String, target: &'static str, violations: Vec<specc_hlo::Violation> },
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
     #[error("{0}")]
@@ -62,6 +79,13 @@ impl Default for CompileOptions {
     }
 }
 
+/// What to compile for generation (`--max-seq-len` and friends).
+#[derive(Clone, Debug)]
+pub struct GenerationOptions {
+    pub draft: Option<PathBuf>,
+    pub spec: SpecConfig,
+}
+
 fn spinner(msg: &str) -> ProgressBar {
     let pb = ProgressBar::new_spinner();
     pb.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
@@ -79,39 +103,48 @@ fn graph_kind(g: &Graph) -> &'static str {
     }
 }
 
-/// Manifest entries for the parameters and outputs of a lowered graph.
-fn tensor_entries(g: &Graph, before: &Graph) -> (Vec<TensorEntry>, Vec<TensorEntry>) {
+/// A weight's model and name: generation graphs prefix weights with their
+/// model (`target::x`); single-model graphs do not.
+fn split_weight<'a>(name: &'a str, default_model: &'a str) -> (&'a str, &'a str) {
+    name.split_once("::").unwrap_or((default_model, name))
+}
+
+/// Manifest entries for the parameters and outputs of a lowered graph;
+/// `before` is the graph before the target passes (to tell narrowed types).
+fn tensor_entries(
+    g: &Graph,
+    before: &Graph,
+    aliases: &[(usize, usize)],
+    model: &str,
+) -> (Vec<TensorEntry>, Vec<TensorEntry>) {
     let n = g.params().len();
+    let changed = |was: DType, now: DType| (was != now).then(|| was.name().to_string());
+    let entry = |index: usize, name: &str, kind: &str, t: &specc_ir::TensorType, neff: String| TensorEntry {
+        index,
+        name: name.into(),
+        kind: kind.into(),
+        dtype: t.dtype.name().into(),
+        shape: t.shape.as_fixed().expect("static"),
+        neff_name: neff,
+        narrowed_from: None,
+        aliases_parameter: None,
+        model: None,
+    };
     let mut params = Vec::new();
     for (i, &p) in g.params().iter().enumerate() {
-        let t = g.ty(p);
-        let was = before.ty(before.params()[i]).dtype;
-        params.push(TensorEntry {
-            index: i,
-            name: g.node(p).name.clone(),
-            kind: "input".into(),
-            dtype: t.dtype.name().into(),
-            shape: t.shape.as_fixed().expect("static"),
-            neff_name: format!("input{i}"),
-            narrowed_from: (was != t.dtype).then(|| was.name().to_string()),
-            aliases_parameter: None,
-        });
+        let mut e = entry(i, &g.node(p).name, "input", g.ty(p), format!("input{i}"));
+        e.narrowed_from = changed(before.ty(before.params()[i]).dtype, g.ty(p).dtype);
+        params.push(e);
     }
     for id in g.ids() {
         if let Op::Weight { index } = g.node(id).op {
-            let t = g.ty(id);
-            let was =
-                before.weights().iter().find(|w| w.name == g.node(id).name).map(|w| w.ty.dtype).unwrap_or(t.dtype);
-            params.push(TensorEntry {
-                index: n + index,
-                name: g.node(id).name.clone(),
-                kind: "weight".into(),
-                dtype: t.dtype.name().into(),
-                shape: t.shape.as_fixed().expect("static"),
-                neff_name: format!("input{}", n + index),
-                narrowed_from: (was != t.dtype).then(|| was.name().to_string()),
-                aliases_parameter: None,
-            });
+            let full = &g.node(id).name;
+            let (m, w) = split_weight(full, model);
+            let mut e = entry(n + index, w, "weight", g.ty(id), format!("input{}", n + index));
+            let was = before.weights().iter().find(|d| &d.name == full).map(|d| d.ty.dtype).unwrap_or(g.ty(id).dtype);
+            e.narrowed_from = changed(was, g.ty(id).dtype);
+            e.model = Some(m.to_string());
+            params.push(e);
         }
     }
     let outputs = g
@@ -119,41 +152,193 @@ fn tensor_entries(g: &Graph, before: &Graph) -> (Vec<TensorEntry>, Vec<TensorEnt
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            let t = g.ty(o.node);
-            let was = before.ty(before.outputs()[i].node).dtype;
-            TensorEntry {
-                index: i,
-                name: o.name.clone(),
-                kind: "output".into(),
-                dtype: t.dtype.name().into(),
-                shape: t.shape.as_fixed().expect("static"),
-                neff_name: format!("output{i}"),
-                narrowed_from: (was != t.dtype).then(|| was.name().to_string()),
-                aliases_parameter: None,
-            }
+            let mut e = entry(i, &o.name, "output", g.ty(o.node), format!("output{i}"));
+            e.narrowed_from = changed(before.ty(before.outputs()[i].node).dtype, g.ty(o.node).dtype);
+            e.aliases_parameter = aliases.iter().find(|(out, _)| *out == i).map(|(_, p)| *p);
+            e
         })
         .collect();
     (params, outputs)
 }
 
+/// Emits the graphs of one compile into a staging directory.
+struct Emitter<'a> {
+    staging: Staging,
+    o: &'a CompileOptions,
+    out: &'a Path,
+    compiler: Option<PathBuf>,
+    report: String,
+    pb: ProgressBar,
+    /// Weight names each model's graphs read.
+    used_weights: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Emitter<'_> {
+    /// Target passes, lowering, checks, files and neuronx-cc for one graph.
+    fn graph(
+        &mut self,
+        name: &str,
+        model: &str,
+        kind: &str,
+        dims: BTreeMap<String, usize>,
+        g: &Graph,
+        aliases: &[(usize, usize)],
+    ) -> Result<GraphEntry, CompileError> {
+        let o = self.o;
+        self.pb.set_message(format!("graph {name}: target passes"));
+        let mut lowered = g.clone();
+        if o.target.is_neuron() {
+            lowered = specc_opt::narrow_to_s32(&lowered, &Default::default())?.0;
+        }
+        if o.dtype == DType::BF16 {
+            lowered = specc_opt::to_bf16_graph(&lowered).map_err(specc_opt::OptError::Ir)?;
+        }
+        self.pb.set_message(format!("graph {name}: lowering to HLO"));
+        let hlo_aliases: Vec<specc_hlo::Alias> =
+            aliases.iter().map(|&(output, param)| specc_hlo::Alias { output, param }).collect();
+        let module = specc_hlo::lower(&lowered, &hlo_aliases)
+            .map_err(|source| CompileError::Lower { graph: name.into(), source })?;
+        specc_hlo::check(&module, o.target).map_err(|violations| CompileError::Target {
+            graph: name.into(),
+            target: o.target.name(),
+            violations,
+        })?;
+        for w in lowered.weights() {
+            let (m, n) = split_weight(&w.name, model);
+            self.used_weights.entry(m.to_string()).or_default().insert(n.to_string());
+        }
+        let s = &self.staging;
+        let hlo_pb = s.write(&format!("graphs/{name}.hlo.pb"), &specc_hlo::to_proto_bytes(&module))?;
+        let hlo_txt = s.write(&format!("graphs/{name}.hlo.txt"), specc_hlo::to_text(&module).as_bytes())?;
+        let ir = s.write(&format!("graphs/{name}.ir"), &lowered.to_bytes())?;
+        let (parameters, outputs) = tensor_entries(&lowered, g, aliases, model);
+        let mut entry = GraphEntry {
+            name: name.into(),
+            model: model.into(),
+            kind: kind.into(),
+            dims,
+            hlo_pb,
+            hlo_txt,
+            ir,
+            neff: None,
+            neuronx_cc: NeuronxCc { command: vec![], status: String::new(), log: None },
+            parameters,
+            outputs,
+            instructions: module.instruction_count(),
+        };
+        self.neuronx_cc(&mut entry)?;
+        writeln!(self.report, "  graph {name:<20} {kind:<8} {:>6} HLO instructions", entry.instructions).unwrap();
+        Ok(entry)
+    }
+
+    fn neuronx_cc(&mut self, entry: &mut GraphEntry) -> Result<(), CompileError> {
+        let (o, name, kind) = (self.o, entry.name.clone(), entry.kind.clone());
+        let (neff, log) = (format!("graphs/{name}.neff"), format!("graphs/{name}.neuronx-cc.log"));
+        let args = neuronx::arguments(&entry.hlo_pb.file, &neff, &log, o.target.name(), &kind, &o.neuronx);
+        entry.neuronx_cc.command = std::iter::once("neuronx-cc".to_string()).chain(args.iter().cloned()).collect();
+        let Some(cc) = self.compiler.clone().filter(|_| o.target.is_neuron()) else {
+            entry.neuronx_cc.status = if o.target.is_neuron() {
+                "not run: neuronx-cc not found on PATH".into()
+            } else {
+                "not run: --target xla".into()
+            };
+            return Ok(());
+        };
+        let level = o.neuronx.opt_level.unwrap_or(neuronx::opt_level(&kind));
+        self.pb.set_message(format!("neuronx-cc -O{level} on {name} ({kind})"));
+        let result = neuronx::run(&cc, &self.staging.path(""), &args);
+        entry.neuronx_cc.log = self.staging.path(&log).exists().then(|| self.staging.adopt(&log)).transpose()?;
+        match result {
+            Ok(()) => {
+                entry.neuronx_cc.status = "ok".into();
+                entry.neff = Some(self.staging.adopt(&neff).map_err(|_| CompileError::Neuronx {
+                    graph: name.clone(),
+                    detail: format!("it exited 0 but wrote no {neff}"),
+                    log: self.out.join(&log).display().to_string(),
+                })?);
+                writeln!(self.report, "neuronx-cc built {neff}").unwrap();
+                Ok(())
+            }
+            Err(detail) => {
+                // Keep the log where the user can read it: the staging
+                // directory is removed on failure.
+                let kept = self.out.with_extension(format!("{name}.neuronx-cc.log"));
+                let _ = std::fs::copy(self.staging.path(&log), &kept);
+                Err(CompileError::Neuronx { graph: name, detail, log: kept.display().to_string() })
+            }
+        }
+    }
+
+    /// The weights of `model` that its graphs read, copied or linked.
+    fn weights(&mut self, model: &str, store: &WeightStore) -> Result<Weights, CompileError> {
+        let names: Vec<String> = self.used_weights.get(model).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        self.pb.set_message(format!("writing the weights of {model}"));
+        match (self.o.weights, self.o.dtype) {
+            (WeightMode::Link, DType::BF16) => Err(CompileError::Usage(
+                "--weights link keeps the source's f32 weights; it cannot be combined with --dtype bf16".into(),
+            )),
+            (WeightMode::Link, _) => Ok(specc_artifact::link_weights(store, &names)?),
+            (WeightMode::Copy, DType::BF16) => {
+                let converted = specc_opt::weights_to_bf16(store, &names).map_err(specc_opt::OptError::Ir)?;
+                Ok(self.staging.write_weights(&format!("weights/{model}.safetensors"), &converted, &names)?)
+            }
+            (WeightMode::Copy, _) => {
+                Ok(self.staging.write_weights(&format!("weights/{model}.safetensors"), store, &names)?)
+            }
+        }
+    }
+
+    fn finish(mut self, manifest: &Manifest, t0: Instant) -> Result<String, CompileError> {
+        self.staging.commit(manifest)?;
+        self.pb.finish_and_clear();
+        if self.o.target.is_neuron() && self.compiler.is_none() {
+            writeln!(
+                self.report,
+                "neuronx-cc is not installed (not on PATH): no NEFF was built. On a Neuron machine run, in {}, each graph's command from manifest.json, e.g.\n  {}",
+                self.out.display(),
+                manifest.graphs[0].neuronx_cc.command.join(" ")
+            )
+            .unwrap();
+        }
+        writeln!(
+            self.report,
+            "wrote {} for {}: {} graph(s) in {:.2} s",
+            self.out.display(),
+            self.o.target.name(),
+            manifest.graphs.len(),
+            t0.elapsed().as_secs_f64()
+        )
+        .unwrap();
+        Ok(self.report)
+    }
+}
+
+fn emitter<'a>(out: &'a Path, o: &'a CompileOptions, pb: ProgressBar) -> Result<Emitter<'a>, CompileError> {
+    let compiler = if o.target.is_neuron() { neuronx::find_compiler(o.neuronx.compiler.as_deref()) } else { None };
+    Ok(Emitter {
+        staging: Staging::new(out)?,
+        o,
+        out,
+        compiler,
+        report: String::new(),
+        pb,
+        used_weights: BTreeMap::new(),
+    })
+}
+
+/// One model, specialized to `--dim`s, as one graph named `model`.
 pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, CompileError> {
-    let mut report = String::new();
     let t0 = Instant::now();
-    // (stage, seconds) for the report: where compile time goes.
-    let mut stages: Vec<(&str, f64)> = Vec::new();
-    let mut lap = Instant::now();
-    let mut stage = |name: &'static str, stages: &mut Vec<(&str, f64)>| {
-        stages.push((name, lap.elapsed().as_secs_f64()));
-        lap = Instant::now();
-    };
     let pb = spinner(&format!("importing {}", model.display()));
     let m = specc_onnx::import_file(model)?;
+    let t_import = t0.elapsed().as_secs_f64();
     let bindings = super::parse_dims(&o.dims).map_err(CompileError::Usage)?;
-    stage("import", &mut stages);
     pb.set_message("specializing to static shapes");
     let (g, rep) = specc_opt::specialize(&m.graph, &bindings)?;
+    let t_spec = t0.elapsed().as_secs_f64() - t_import;
+    let mut e = emitter(out, o, pb)?;
     writeln!(
-        report,
+        e.report,
         "specialized {}: {} -> {} IR nodes ({} folded)",
         model.display(),
         rep.nodes_before,
@@ -161,130 +346,118 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
         rep.folded
     )
     .unwrap();
-    stage("specialize", &mut stages);
-    let g = if o.target.is_neuron() {
-        pb.set_message("narrowing s64 to s32");
-        let (n, nr) = specc_opt::narrow_to_s32(&g, &Default::default())?;
-        if !nr.inputs.is_empty() || !nr.outputs.is_empty() {
-            writeln!(
-                report,
-                "narrowed s64 -> s32 for {}: inputs {:?}, outputs {:?}",
-                o.target.name(),
-                nr.inputs,
-                nr.outputs
-            )
-            .unwrap();
-        }
-        n
-    } else {
-        g
-    };
-    let (g, store) = if o.dtype == DType::BF16 {
-        pb.set_message("converting weights and matmuls to bf16");
-        specc_opt::to_bf16(&g, &m.weights).map_err(specc_opt::OptError::Ir)?
-    } else {
-        (g, m.weights.clone())
-    };
-    stage("narrow/bf16", &mut stages);
-    pb.set_message("lowering to HLO");
-    let module = specc_hlo::lower(&g, &[])?;
-    specc_hlo::check(&module, o.target)
-        .map_err(|violations| CompileError::Target { target: o.target.name(), violations })?;
-    let name = "model";
-    let kind = graph_kind(&g);
-
-    stage("lower+check", &mut stages);
-    pb.set_message(format!("writing {}", out.display()));
-    let staging = Staging::new(out)?;
-    let hlo_pb = staging.write(&format!("graphs/{name}.hlo.pb"), &specc_hlo::to_proto_bytes(&module))?;
-    let hlo_txt = staging.write(&format!("graphs/{name}.hlo.txt"), specc_hlo::to_text(&module).as_bytes())?;
-    let ir = staging.write(&format!("graphs/{name}.ir"), &g.to_bytes())?;
-    let weight_names: Vec<String> = g.weights().iter().map(|w| w.name.clone()).collect();
-    let weights = match o.weights {
-        WeightMode::Copy => staging.write_weights(&format!("weights/{name}.safetensors"), &store, &weight_names)?,
-        WeightMode::Link if o.dtype == DType::BF16 => {
-            return Err(CompileError::Usage(
-                "--weights link keeps the source's f32 weights; it cannot be combined with --dtype bf16".into(),
-            ));
-        }
-        WeightMode::Link => specc_artifact::link_weights(&store, &weight_names)?,
-    };
-    let (parameters, outputs) = tensor_entries(&g, &m.graph);
-    let mut entry = GraphEntry {
-        name: name.into(),
-        model: name.into(),
-        kind: kind.into(),
-        dims: bindings.0.clone(),
-        hlo_pb,
-        hlo_txt,
-        ir,
-        neff: None,
-        neuronx_cc: NeuronxCc { command: vec![], status: String::new(), log: None },
-        parameters,
-        outputs,
-        instructions: module.instruction_count(),
-    };
-    let (neff, log) = (format!("graphs/{name}.neff"), format!("graphs/{name}.neuronx-cc.log"));
-    let args = neuronx::arguments(&entry.hlo_pb.file, &neff, &log, o.target.name(), kind, &o.neuronx);
-    let compiler = if o.target.is_neuron() { neuronx::find_compiler(o.neuronx.compiler.as_deref()) } else { None };
-    entry.neuronx_cc.command = std::iter::once("neuronx-cc".to_string()).chain(args.iter().cloned()).collect();
-    match (&compiler, o.target.is_neuron()) {
-        (_, false) => entry.neuronx_cc.status = "not run: --target xla".into(),
-        (None, true) => {
-            entry.neuronx_cc.status = "not run: neuronx-cc not found on PATH".into();
-            writeln!(
-                report,
-                "neuronx-cc is not installed (not on PATH): no NEFF was built. On a Neuron machine run, in {}:\n  {}",
-                out.display(),
-                entry.neuronx_cc.command.join(" ")
-            )
-            .unwrap();
-        }
-        (Some(cc), true) => {
-            pb.set_message(format!(
-                "neuronx-cc -O{} on {name} ({kind})",
-                o.neuronx.opt_level.unwrap_or(neuronx::opt_level(kind))
-            ));
-            let result = neuronx::run(cc, &staging.path(""), &args);
-            entry.neuronx_cc.log = staging.path(&log).exists().then(|| staging.adopt(&log)).transpose()?;
-            match result {
-                Ok(()) => {
-                    entry.neuronx_cc.status = "ok".into();
-                    entry.neff = Some(staging.adopt(&neff).map_err(|_| CompileError::Neuronx {
-                        graph: name.into(),
-                        detail: format!("it exited 0 but wrote no {neff}"),
-                        log: out.join(&log).display().to_string(),
-                    })?);
-                    writeln!(report, "neuronx-cc built {neff}").unwrap();
-                }
-                Err(detail) => {
-                    // Keep the log where the user can read it: the staging
-                    // directory is removed on failure.
-                    let kept = out.with_extension("neuronx-cc.log");
-                    let _ = std::fs::copy(staging.path(&log), &kept);
-                    return Err(CompileError::Neuronx { graph: name.into(), detail, log: kept.display().to_string() });
-                }
-            }
-        }
-    }
-    stage("write+neuronx-cc", &mut stages);
+    let entry = e.graph("model", "model", graph_kind(&g), bindings.0.clone(), &g, &[])?;
+    let weights = e.weights("model", &m.weights)?;
     let mut manifest = Manifest::new(env!("SPECC_VERSION"), o.target.name(), o.dtype.name());
-    manifest.models.push(ModelEntry { name: name.into(), source: model.display().to_string(), weights });
+    manifest.models.push(ModelEntry { name: "model".into(), source: model.display().to_string(), weights });
     manifest.graphs.push(entry);
-    staging.commit(&manifest)?;
-    pb.finish_and_clear();
-    let shown: Vec<String> = stages.iter().map(|(n, t)| format!("{n} {t:.3} s")).collect();
-    writeln!(report, "time: {}", shown.join(", ")).unwrap();
+    let total = t0.elapsed().as_secs_f64();
     writeln!(
-        report,
-        "wrote {} for {}: graph `{name}` ({kind}, {} HLO instructions) in {:.2} s",
-        out.display(),
-        o.target.name(),
-        module.instruction_count(),
-        t0.elapsed().as_secs_f64()
+        e.report,
+        "time: import {t_import:.3} s, specialize {t_spec:.3} s, emit and write {:.3} s",
+        total - t_import - t_spec
     )
     .unwrap();
-    Ok(report)
+    e.finish(&manifest, t0)
+}
+
+/// End-of-sequence ids from the Hugging Face `config.json` beside a model.
+fn eos_ids(model: &Path) -> Vec<i64> {
+    let Some(text) = model.parent().and_then(|d| std::fs::read_to_string(d.join("config.json")).ok()) else {
+        return vec![];
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return vec![] };
+    match &v["eos_token_id"] {
+        serde_json::Value::Number(n) => n.as_i64().into_iter().collect(),
+        serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_i64()).collect(),
+        _ => vec![],
+    }
+}
+
+/// The special token ids in a model's `config.json`, for the draft/target
+/// vocabulary check.
+fn special_tokens(model: &Path) -> BTreeMap<String, serde_json::Value> {
+    let Some(text) = model.parent().and_then(|d| std::fs::read_to_string(d.join("config.json")).ok()) else {
+        return BTreeMap::new();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return BTreeMap::new() };
+    ["bos_token_id", "eos_token_id", "pad_token_id"]
+        .into_iter()
+        .filter(|k| !v[*k].is_null())
+        .map(|k| (k.to_string(), v[k].clone()))
+        .collect()
+}
+
+/// A target (and draft) as the graphs of a generation artifact.
+pub fn compile_generation(
+    target: &Path,
+    out: &Path,
+    o: &CompileOptions,
+    g: &GenerationOptions,
+) -> Result<String, CompileError> {
+    let t0 = Instant::now();
+    g.spec.check()?;
+    if !o.dims.is_empty() {
+        return Err(CompileError::Usage(
+            "--dim does not apply with --max-seq-len: generation graphs bind batch 1, the cache capacity and the buckets".into(),
+        ));
+    }
+    let pb = spinner(&format!("importing {}", target.display()));
+    let tm = specc_onnx::import_file(target)?;
+    let target_model = DecoderModel::new("target", tm.graph, tm.weights)?;
+    let draft_model = match &g.draft {
+        None => None,
+        Some(d) => {
+            pb.set_message(format!("importing {}", d.display()));
+            let dm = specc_onnx::import_file(d)?;
+            let (ts, ds) = (special_tokens(target), special_tokens(d));
+            for (k, v) in &ts {
+                if let Some(w) = ds.get(k).filter(|w| *w != v) {
+                    return Err(SpecError::Vocabulary(format!(
+                        "{k} is {v} in the target's config.json but {w} in the draft's"
+                    ))
+                    .into());
+                }
+            }
+            Some(DecoderModel::new("draft", dm.graph, dm.weights)?)
+        }
+    };
+    let mut e = emitter(out, o, pb)?;
+    e.pb.set_message("building the speculation graphs");
+    let built = specc_spec::build_all(&target_model, draft_model.as_ref(), &g.spec)?;
+    writeln!(
+        e.report,
+        "{} graphs for K={}, cache capacity {}, prompt buckets {:?}{}:",
+        built.len(),
+        g.spec.k,
+        g.spec.capacity,
+        g.spec.buckets,
+        if draft_model.is_some() { ", with a draft" } else { ", no draft (prompt lookup)" }
+    )
+    .unwrap();
+    let mut manifest = Manifest::new(env!("SPECC_VERSION"), o.target.name(), o.dtype.name());
+    for b in &built {
+        let model = if b.name.starts_with("draft") { "draft" } else { "target" };
+        let entry = e.graph(&b.name, model, b.kind, BTreeMap::new(), &b.graph, &b.aliases)?;
+        manifest.graphs.push(entry);
+    }
+    let weights = e.weights("target", &target_model.weights)?;
+    manifest.models.push(ModelEntry { name: "target".into(), source: target.display().to_string(), weights });
+    if let (Some(d), Some(path)) = (&draft_model, &g.draft) {
+        let weights = e.weights("draft", &d.weights)?;
+        manifest.models.push(ModelEntry { name: "draft".into(), source: path.display().to_string(), weights });
+    }
+    let mut buckets = g.spec.buckets.clone();
+    buckets.sort_unstable();
+    manifest.speculation = Some(Speculation {
+        k: g.spec.k,
+        capacity: g.spec.capacity,
+        buckets,
+        vocab: target_model.vocab,
+        draft: draft_model.is_some(),
+        eos_token_ids: eos_ids(target),
+    });
+    e.finish(&manifest, t0)
 }
 
 pub fn parse_target(s: &str) -> Result<Target, String> {

@@ -4,6 +4,7 @@
 pub mod compile;
 pub mod eval;
 pub mod inspect;
+pub mod run;
 
 /// Parses repeated `--dim name=value` flags.
 pub fn parse_dims(dims: &[String]) -> Result<specc_opt::Bindings, String> {

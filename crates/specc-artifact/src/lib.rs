@@ -111,6 +111,26 @@ pub struct TensorEntry {
     /// parameter's number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aliases_parameter: Option<usize>,
+    /// For weights: the model whose weights file holds it (`name` is the
+    /// weight's name there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// What a speculative-decoding artifact was compiled for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Speculation {
+    /// Speculative tokens per round.
+    pub k: usize,
+    /// KV-cache capacity in tokens.
+    pub capacity: usize,
+    /// Prompt buckets, ascending.
+    pub buckets: Vec<usize>,
+    pub vocab: usize,
+    /// Whether a draft model (and the fused graph) is present.
+    pub draft: bool,
+    /// End-of-sequence token ids from the model's config (may be empty).
+    pub eos_token_ids: Vec<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +171,9 @@ pub struct Manifest {
     pub dtype: String,
     pub models: Vec<ModelEntry>,
     pub graphs: Vec<GraphEntry>,
+    /// Set for generation artifacts (prefill/decode/verify/fused graphs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculation: Option<Speculation>,
 }
 
 impl Manifest {
@@ -163,6 +186,7 @@ impl Manifest {
             dtype: dtype.into(),
             models: vec![],
             graphs: vec![],
+            speculation: None,
         }
     }
 

@@ -316,7 +316,10 @@ pub fn unary<B: Backend>(op: UnaryOp, x: Value<B>) -> KResult<B> {
     Ok(Value::new(prim, shape))
 }
 
-/// Elementwise integer op on the host with the IR's overflow rules.
+/// Elementwise integer op on the host with the IR's overflow rules (burn
+/// panics on division overflow and has no logical shift; add, subtract and
+/// multiply are here so that their wrapping never depends on a backend's
+/// build flags). Integer tensors are small: indices, positions, hashes.
 fn host_int_binary<B: Backend>(op: BinaryOp, a: Value<B>, b: Value<B>, out: &[usize]) -> Value<B> {
     let device = device_of(&a);
     let dtype = a.dtype();
@@ -333,7 +336,16 @@ fn host_int_binary<B: Backend>(op: BinaryOp, a: Value<B>, b: Value<B>, out: &[us
             BinaryOp::Rem if q == 0 => p,
             BinaryOp::Rem if q == -1 => 0,
             BinaryOp::Rem => p % q,
-            _ => unreachable!("only division runs on the host"),
+            // Wrapping, as XLA's integer arithmetic.
+            BinaryOp::Add => wrap(p as i128 + q as i128),
+            BinaryOp::Sub => wrap(p as i128 - q as i128),
+            BinaryOp::Mul => wrap(p as i128 * q as i128),
+            BinaryOp::ShiftLeft if q < 0 || q >= bits as i64 => 0,
+            BinaryOp::ShiftLeft => wrap((p as i128) << q),
+            BinaryOp::ShiftRightLogical if q < 0 || q >= bits as i64 => 0,
+            BinaryOp::ShiftRightLogical if bits == 32 => ((p as u32) >> q) as i32 as i64,
+            BinaryOp::ShiftRightLogical => ((p as u64) >> q) as i64,
+            _ => unreachable!("only division, multiplication and shifts run on the host"),
         })
         .collect();
     let data = if dtype == DType::I32 {
@@ -363,7 +375,16 @@ pub fn binary<B: Backend>(op: BinaryOp, a: Value<B>, b: Value<B>) -> KResult<B> 
     let (da, db) = (a.dtype(), b.dtype());
     match (op, da) {
         (BinaryOp::Rem, DType::F32 | DType::BF16) => return Ok(host_fmod(a.as_f32(), b.as_f32(), &out)),
-        (BinaryOp::Div | BinaryOp::Rem, DType::I32 | DType::I64) => {
+        (
+            BinaryOp::Div
+            | BinaryOp::Rem
+            | BinaryOp::ShiftLeft
+            | BinaryOp::ShiftRightLogical
+            | BinaryOp::Add
+            | BinaryOp::Sub
+            | BinaryOp::Mul,
+            DType::I32 | DType::I64,
+        ) => {
             return Ok(host_int_binary(op, a, b, &out));
         }
         _ => {}

@@ -130,6 +130,33 @@ impl<B: Backend> Session<B> {
             let dims = w.ty.shape.as_fixed().expect("weights are static");
             weights.push(Value::from_le_bytes(w.ty.dtype, &dims, &bytes, &device));
         }
+        let last_use = Self::last_uses(&graph);
+        Ok(Session { graph, device, weights, last_use })
+    }
+
+    /// A session over weights already uploaded (shared by several graphs of
+    /// one model): `weights[i]` is the value of the graph's weight `i`.
+    pub fn with_weights(graph: Graph, weights: Vec<Value<B>>, device: B::Device) -> Result<Session<B>, InterpError> {
+        for (w, v) in graph.weights().iter().zip(&weights) {
+            let dims = w.ty.shape.as_fixed().expect("weights are static");
+            if v.dtype() != w.ty.dtype || v.shape() != dims {
+                return Err(InterpError::Weight {
+                    name: w.name.clone(),
+                    message: format!("the graph declares {} but the value is {}{:?}", w.ty, v.dtype(), v.shape()),
+                });
+            }
+        }
+        if weights.len() != graph.weights().len() {
+            return Err(InterpError::Weight {
+                name: graph.name().into(),
+                message: format!("{} weight values for {} weights", weights.len(), graph.weights().len()),
+            });
+        }
+        let last_use = Self::last_uses(&graph);
+        Ok(Session { graph, device, weights, last_use })
+    }
+
+    fn last_uses(graph: &Graph) -> Vec<usize> {
         let mut last_use: Vec<usize> = (0..graph.len()).collect();
         for (i, n) in graph.nodes().iter().enumerate() {
             for o in &n.operands {
@@ -139,7 +166,7 @@ impl<B: Backend> Session<B> {
         for o in graph.outputs() {
             last_use[o.node.index()] = usize::MAX;
         }
-        Ok(Session { graph, device, weights, last_use })
+        last_use
     }
 
     pub fn graph(&self) -> &Graph {

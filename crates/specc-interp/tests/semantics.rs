@@ -134,3 +134,17 @@ fn the_same_interpreter_runs_on_burn_flex() {
     let (LiteralData::F32(a), LiteralData::F32(b)) = (&nd[0].1.data, &flex[0].1.data) else { panic!() };
     assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6), "{a:?} vs {b:?}");
 }
+
+#[test]
+fn integer_arithmetic_wraps_and_shifts_are_logical() {
+    let m = run(Op::Binary { op: BinaryOp::Mul }, &[lit_i32(&[0x7feb352d, -3]), lit_i32(&[0x846ca68bu32 as i32, 5])])
+        .unwrap();
+    assert_eq!(m, lit_i32(&[0x7feb352du32.wrapping_mul(0x846ca68b) as i32, -15]));
+    let a = run(Op::Binary { op: BinaryOp::Add }, &[lit_i32(&[i32::MAX, 1]), lit_i32(&[1, 2])]).unwrap();
+    assert_eq!(a, lit_i32(&[i32::MIN, 3]));
+    let r = run(Op::Binary { op: BinaryOp::ShiftRightLogical }, &[lit_i32(&[-1, -16, 256]), lit_i32(&[28, 2, 40])])
+        .unwrap();
+    assert_eq!(r, lit_i32(&[15, ((-16i32 as u32) >> 2) as i32, 0]));
+    let l = run(Op::Binary { op: BinaryOp::ShiftLeft }, &[lit_i64(&[1, 3]), lit_i64(&[63, 1])]).unwrap();
+    assert_eq!(l, lit_i64(&[i64::MIN, 6]));
+}

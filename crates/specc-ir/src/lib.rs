@@ -18,6 +18,7 @@ mod builder;
 mod error;
 mod graph;
 pub mod infer;
+mod inline;
 mod literal;
 pub mod op;
 pub mod semantics;

@@ -13,6 +13,8 @@
 //! * Elementwise ops (`Unary`, `Binary`, `Compare`, `Select`) take operands of
 //!   equal rank whose dims are equal or 1 (1 broadcasts). Rank alignment is the
 //!   importer's job.
+//! * Integer `Add`, `Sub`, `Mul` wrap (two's complement), as in XLA.
+//!   Shifts by the bit width or more give 0.
 //! * Integer `Div` truncates toward zero and `Rem` takes the sign of the
 //!   dividend (C, HLO and onnxruntime agree; numpy floors). Division by zero
 //!   gives -1 (`Rem`: the dividend), and `MIN / -1` gives `MIN` (`Rem`: 0),
@@ -107,10 +109,14 @@ pub enum BinaryOp {
     And,
     Or,
     Xor,
+    /// Integer shift left (bits shifted past the width are lost).
+    ShiftLeft,
+    /// Integer shift right filling with zeros (the bits read as unsigned).
+    ShiftRightLogical,
 }
 
 impl BinaryOp {
-    pub const ALL: [BinaryOp; 11] = [
+    pub const ALL: [BinaryOp; 13] = [
         BinaryOp::Add,
         BinaryOp::Sub,
         BinaryOp::Mul,
@@ -122,6 +128,8 @@ impl BinaryOp {
         BinaryOp::And,
         BinaryOp::Or,
         BinaryOp::Xor,
+        BinaryOp::ShiftLeft,
+        BinaryOp::ShiftRightLogical,
     ];
 
     pub fn name(self) -> &'static str {
@@ -137,12 +145,15 @@ impl BinaryOp {
             BinaryOp::And => "and",
             BinaryOp::Or => "or",
             BinaryOp::Xor => "xor",
+            BinaryOp::ShiftLeft => "shift-left",
+            BinaryOp::ShiftRightLogical => "shift-right-logical",
         }
     }
 
     pub fn accepts(self, dtype: DType) -> bool {
         match self {
             BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => dtype == DType::Bool || dtype.is_int(),
+            BinaryOp::ShiftLeft | BinaryOp::ShiftRightLogical => dtype.is_int(),
             BinaryOp::Pow => dtype.is_float(),
             _ => dtype.is_float() || dtype.is_int(),
         }

@@ -67,20 +67,30 @@ impl Rewrite for ToBf16 {
 
 /// The bf16 graph and its weights (f32 weights rounded to bf16).
 pub fn to_bf16(g: &Graph, store: &WeightStore) -> Result<(Graph, WeightStore), IrError> {
-    let out = g.rewrite(&mut ToBf16 { widened: HashMap::new(), narrowed: HashMap::new() })?;
+    let names: Vec<String> = g.weights().iter().map(|w| w.name.clone()).collect();
+    Ok((to_bf16_graph(g)?, weights_to_bf16(store, &names)?))
+}
+
+/// The graph with bf16 weights and weight matmuls.
+pub fn to_bf16_graph(g: &Graph) -> Result<Graph, IrError> {
+    g.rewrite(&mut ToBf16 { widened: HashMap::new(), narrowed: HashMap::new() })
+}
+
+/// The weights `names` of `store`, f32 ones rounded to bf16.
+pub fn weights_to_bf16(store: &WeightStore, names: &[String]) -> Result<WeightStore, IrError> {
     let mut weights = WeightStore::new();
-    for w in g.weights() {
-        let Some(e) = store.get(&w.name) else { continue };
+    for name in names {
+        let Some(e) = store.get(name) else { continue };
         if e.ty.dtype != DType::F32 {
-            weights.insert(w.name.clone(), e.ty.clone(), e.bytes.clone()).expect("unchanged entry");
+            weights.insert(name.clone(), e.ty.clone(), e.bytes.clone()).expect("unchanged entry");
             continue;
         }
-        let raw = e.bytes.read().map_err(|err| IrError::Decode(format!("weight `{}`: {err}", w.name)))?;
+        let raw = e.bytes.read().map_err(|err| IrError::Decode(format!("weight `{name}`: {err}")))?;
         let halves: Vec<u8> = raw
             .chunks_exact(4)
             .flat_map(|c| bf16_from_f32(f32::from_le_bytes(c.try_into().expect("4 bytes"))).to_le_bytes())
             .collect();
-        weights.insert(w.name.clone(), bf16(&e.ty), WeightBytes::Owned(Arc::new(halves))).expect("sized");
+        weights.insert(name.clone(), bf16(&e.ty), WeightBytes::Owned(Arc::new(halves))).expect("sized");
     }
-    Ok((out, weights))
+    Ok(weights)
 }

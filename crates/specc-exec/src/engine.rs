@@ -1,0 +1,282 @@
+//! The generation loop: prefill, then speculation rounds (fused draft +
+//! verify, or prompt-lookup proposals + verify) or plain decode steps,
+//! until the token budget, an end-of-sequence token, or a full cache.
+//!
+//! State between calls: `pos` is the position of `cur`, the last emitted
+//! token, which no cache holds yet; `prev` is the token before it. A round
+//! writes the target's cache at `pos ..= pos+K` (the draft's at
+//! `pos-1 .. pos+K`), so it needs `pos + K + 1 <= C`; a decode step writes
+//! `pos` alone. Every token emitted is the target's own choice, so the
+//! output is what the target alone would produce.
+
+use crate::backend::{Backend, BackendError};
+use crate::lookup;
+use crate::metrics::Metrics;
+use specc_artifact::{Artifact, Speculation};
+use specc_ir::{DType, Literal, LiteralData};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("{0} was not compiled for generation (compile it with --max-seq-len)")]
+    NotGeneration(String),
+    #[error("the prompt is empty: give at least one token")]
+    EmptyPrompt,
+    #[error(
+        "the prompt has {len} tokens; the largest prompt bucket is {bucket} (recompile with --prompt-buckets {len} or larger)"
+    )]
+    PromptTooLong { len: usize, bucket: usize },
+    #[error("the prompt has {len} tokens but the KV cache holds {capacity} (recompile with a larger --max-seq-len)")]
+    PromptExceedsCache { len: usize, capacity: usize },
+    #[error("token id {token} at prompt position {at} is outside the vocabulary (0..{vocab})")]
+    TokenOutOfRange { token: i64, at: usize, vocab: usize },
+    #[error("this artifact has no draft model: use prompt lookup or no speculation, or recompile with --draft")]
+    NoDraft,
+    #[error("graph `{graph}` returned no `{output}`")]
+    BadOutput { graph: String, output: String },
+}
+
+/// How proposals are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The draft model, in the fused graph.
+    Draft,
+    /// n-gram matches against the prompt and the text so far.
+    PromptLookup { max_ngram: usize },
+    /// No speculation: one target decode step per token.
+    Plain,
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    pub mode: Mode,
+    /// Keep going past end-of-sequence tokens (benchmarks, tests).
+    pub ignore_eos: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    MaxNewTokens,
+    Eos,
+    /// The KV cache is full (`--max-seq-len` reached).
+    CacheFull,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Generation {
+    pub tokens: Vec<i64>,
+    pub stop: StopReason,
+    pub metrics: Metrics,
+}
+
+pub struct Engine<B: Backend> {
+    backend: B,
+    spec: Speculation,
+    manifest: specc_artifact::Manifest,
+}
+
+/// Emits tokens into the output until the budget or an end token.
+struct Sink<'a> {
+    out: Vec<i64>,
+    max: usize,
+    eos: &'a [i64],
+    stop: Option<StopReason>,
+}
+
+impl Sink<'_> {
+    /// Takes tokens in order; returns how many were taken.
+    fn take(&mut self, tokens: &[i64], on_tokens: &mut dyn FnMut(&[i64])) -> usize {
+        let mut n = 0;
+        for &t in tokens {
+            if self.stop.is_some() {
+                break;
+            }
+            self.out.push(t);
+            n += 1;
+            if self.eos.contains(&t) {
+                self.stop = Some(StopReason::Eos);
+            } else if self.out.len() >= self.max {
+                self.stop = Some(StopReason::MaxNewTokens);
+            }
+        }
+        on_tokens(&tokens[..n]);
+        n
+    }
+}
+
+impl<B: Backend> Engine<B> {
+    /// Loads `artifact` onto `backend`.
+    pub fn load(artifact: &Artifact, mut backend: B) -> Result<Engine<B>, ExecError> {
+        let spec = artifact
+            .manifest
+            .speculation
+            .clone()
+            .ok_or_else(|| ExecError::NotGeneration(artifact.dir.display().to_string()))?;
+        backend.load(artifact)?;
+        Ok(Engine { backend, spec, manifest: artifact.manifest.clone() })
+    }
+
+    pub fn speculation(&self) -> &Speculation {
+        &self.spec
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Integer input `param` of `graph`, in the dtype the graph takes (s64,
+    /// or s32 after Neuron narrowing).
+    fn ints(&self, graph: &str, param: &str, shape: Vec<usize>, values: &[i64]) -> Literal {
+        let dtype = self
+            .manifest
+            .graphs
+            .iter()
+            .find(|g| g.name == graph)
+            .and_then(|g| g.parameters.iter().find(|p| p.name == param))
+            .map(|p| p.dtype.clone())
+            .unwrap_or_else(|| "s64".into());
+        let data = if dtype == DType::I32.name() {
+            LiteralData::I32(values.iter().map(|&v| v as i32).collect())
+        } else {
+            LiteralData::I64(values.to_vec())
+        };
+        Literal::new(shape, data).expect("sized")
+    }
+
+    fn call(
+        &mut self,
+        m: &mut Metrics,
+        graph: &str,
+        inputs: &[(&str, &Literal)],
+    ) -> Result<Vec<(String, Literal)>, ExecError> {
+        m.device_calls += 1;
+        Ok(self.backend.execute(graph, inputs)?)
+    }
+
+    fn scalar_out(outs: &[(String, Literal)], graph: &str, name: &str) -> Result<i64, ExecError> {
+        outs.iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, l)| l.to_i64_vec())
+            .and_then(|v| v.first().copied())
+            .ok_or_else(|| ExecError::BadOutput { graph: graph.into(), output: name.into() })
+    }
+
+    fn vec_out(outs: &[(String, Literal)], graph: &str, name: &str) -> Result<Vec<i64>, ExecError> {
+        outs.iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, l)| l.to_i64_vec())
+            .ok_or_else(|| ExecError::BadOutput { graph: graph.into(), output: name.into() })
+    }
+
+    /// Generates after `prompt`; `on_tokens` sees the tokens as they are
+    /// accepted (for streaming).
+    pub fn generate(
+        &mut self,
+        prompt: &[i64],
+        o: &GenerateOptions,
+        on_tokens: &mut dyn FnMut(&[i64]),
+    ) -> Result<Generation, ExecError> {
+        let (k, cap) = (self.spec.k, self.spec.capacity);
+        if prompt.is_empty() {
+            return Err(ExecError::EmptyPrompt);
+        }
+        if let Some((at, &token)) = prompt.iter().enumerate().find(|(_, t)| **t < 0 || **t as usize >= self.spec.vocab)
+        {
+            return Err(ExecError::TokenOutOfRange { token, at, vocab: self.spec.vocab });
+        }
+        if prompt.len() >= cap {
+            return Err(ExecError::PromptExceedsCache { len: prompt.len(), capacity: cap });
+        }
+        let bucket =
+            *self.spec.buckets.iter().find(|&&b| b >= prompt.len()).ok_or(ExecError::PromptTooLong {
+                len: prompt.len(),
+                bucket: *self.spec.buckets.last().unwrap_or(&0),
+            })?;
+        if o.mode == Mode::Draft && !self.spec.draft {
+            return Err(ExecError::NoDraft);
+        }
+        let mut m =
+            Metrics { accepted_per_position: vec![0; k], prompt_tokens: prompt.len() as u64, ..Default::default() };
+        let eos = if o.ignore_eos { vec![] } else { self.spec.eos_token_ids.clone() };
+        let mut sink = Sink { out: Vec::new(), max: o.max_new_tokens, eos: &eos, stop: None };
+        if o.max_new_tokens == 0 {
+            return Ok(Generation { tokens: vec![], stop: StopReason::MaxNewTokens, metrics: m });
+        }
+
+        // Prefill: the prompt, padded to its bucket, into both caches.
+        let start = Instant::now();
+        let mut padded = prompt.to_vec();
+        padded.resize(bucket, *prompt.last().expect("non-empty"));
+        let tname = format!("target_prefill_{bucket}");
+        let tokens = self.ints(&tname, "tokens", vec![1, bucket], &padded);
+        let length = self.ints(&tname, "length", vec![], &[prompt.len() as i64]);
+        let outs = self.call(&mut m, &tname, &[("tokens", &tokens), ("length", &length)])?;
+        let first = Self::scalar_out(&outs, &tname, "next_token")?;
+        if o.mode == Mode::Draft {
+            let dname = format!("draft_prefill_{bucket}");
+            let tokens = self.ints(&dname, "tokens", vec![1, bucket], &padded);
+            let length = self.ints(&dname, "length", vec![], &[prompt.len() as i64]);
+            self.call(&mut m, &dname, &[("tokens", &tokens), ("length", &length)])?;
+        }
+        m.prefill_seconds = start.elapsed().as_secs_f64();
+        let decode_start = Instant::now();
+        sink.take(&[first], on_tokens);
+        let mut history: Vec<i64> = prompt.to_vec();
+        history.push(first);
+        let (mut prev, mut cur, mut pos) = (*prompt.last().expect("non-empty"), first, prompt.len());
+
+        while sink.stop.is_none() {
+            let round_fits = pos + k < cap;
+            let proposals = match o.mode {
+                Mode::PromptLookup { max_ngram } if round_fits => lookup::propose(&history, k, max_ngram),
+                _ => None,
+            };
+            let (accepted, choices) = if o.mode == Mode::Draft && round_fits {
+                let last = self.ints("fused", "last_tokens", vec![1, 2], &[prev, cur]);
+                let p = self.ints("fused", "pos", vec![], &[pos as i64]);
+                let outs = self.call(&mut m, "fused", &[("last_tokens", &last), ("pos", &p)])?;
+                (Self::scalar_out(&outs, "fused", "accepted")? as usize, Self::vec_out(&outs, "fused", "tokens")?)
+            } else if let Some(mut props) = proposals {
+                props.resize(k, *props.last().expect("non-empty proposals"));
+                let mut seq = vec![cur];
+                seq.extend(&props);
+                let t = self.ints("verify", "tokens", vec![1, k + 1], &seq);
+                let p = self.ints("verify", "pos", vec![], &[pos as i64]);
+                let outs = self.call(&mut m, "verify", &[("tokens", &t), ("pos", &p)])?;
+                (Self::scalar_out(&outs, "verify", "accepted")? as usize, Self::vec_out(&outs, "verify", "tokens")?)
+            } else if pos < cap {
+                // A plain step: no proposals, or no room for a round.
+                let t = self.ints("target_decode", "token", vec![1, 1], &[cur]);
+                let p = self.ints("target_decode", "pos", vec![], &[pos as i64]);
+                let outs = self.call(&mut m, "target_decode", &[("token", &t), ("pos", &p)])?;
+                let next = Self::scalar_out(&outs, "target_decode", "next_token")?;
+                sink.take(&[next], on_tokens);
+                history.push(next);
+                (prev, cur, pos) = (cur, next, pos + 1);
+                continue;
+            } else {
+                sink.stop = Some(StopReason::CacheFull);
+                break;
+            };
+            m.num_drafts += 1;
+            m.num_draft_tokens += k as u64;
+            m.num_accepted_tokens += accepted as u64;
+            for a in m.accepted_per_position.iter_mut().take(accepted) {
+                *a += 1;
+            }
+            let emitted = &choices[..=accepted];
+            sink.take(emitted, on_tokens);
+            history.extend(emitted);
+            prev = if accepted == 0 { cur } else { choices[accepted - 1] };
+            cur = choices[accepted];
+            pos += accepted + 1;
+        }
+        m.decode_seconds = decode_start.elapsed().as_secs_f64();
+        m.generated_tokens = sink.out.len() as u64;
+        Ok(Generation { stop: sink.stop.expect("the loop ends with a reason"), tokens: sink.out, metrics: m })
+    }
+}

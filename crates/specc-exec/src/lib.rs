@@ -1,0 +1,18 @@
+//! The executor: runs a generation artifact on a [`Backend`] (the reference
+//! interpreter here; the Neuron runtime fits the same trait) with the
+//! draft->verify loop of [`Engine`], reporting vLLM-named [`Metrics`].
+//!
+//! Architecture Invariant: the loop never changes a token the target chose;
+//! speculation only decides how many of the target's choices one device
+//! call yields.
+
+mod backend;
+mod engine;
+pub mod lookup;
+mod metrics;
+mod reference;
+
+pub use backend::{Backend, BackendError};
+pub use engine::{Engine, ExecError, GenerateOptions, Generation, Mode, StopReason};
+pub use metrics::Metrics;
+pub use reference::Reference;

@@ -1,0 +1,81 @@
+//! The speculation compiler: turns a target (and optionally a draft)
+//! "with past" export into the static graphs of a speculative-decoding
+//! artifact, each one device call with the KV caches resident (aliased
+//! parameters): prefill per prompt bucket, one-token decode, the fused
+//! draft+verify round, and the verify-only graph for prompt lookup.
+//!
+//! Architecture Invariant: acceptance is computed inside the graphs; the
+//! host only reads the accepted count and the chosen tokens.
+
+mod build;
+mod cache;
+pub mod graphs;
+
+pub use build::Emit;
+pub use cache::{DecoderModel, SharedWeights, SpecError, emit_step};
+pub use graphs::BuiltGraph;
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct SpecConfig {
+    /// Speculative tokens per round (K >= 1).
+    pub k: usize,
+    /// KV-cache capacity in tokens (C).
+    pub capacity: usize,
+    /// Prompt buckets: prefill graphs for prompts padded to these lengths.
+    pub buckets: Vec<usize>,
+}
+
+impl SpecConfig {
+    pub fn check(&self) -> Result<(), SpecError> {
+        if self.k < 1 {
+            return Err(SpecError::Config(format!("--num-speculative-tokens must be at least 1, got {}", self.k)));
+        }
+        if self.buckets.is_empty() {
+            return Err(SpecError::Config("give at least one prompt bucket".into()));
+        }
+        if let Some(&b) = self.buckets.iter().find(|&&b| b == 0 || b > self.capacity) {
+            return Err(SpecError::Config(format!(
+                "prompt bucket {b} must be in 1..={} (the cache capacity)",
+                self.capacity
+            )));
+        }
+        if self.k + 2 > self.capacity {
+            return Err(SpecError::Config(format!(
+                "a cache of {} tokens cannot hold a round of K={}",
+                self.capacity, self.k
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Every graph for `target` (and `draft`, when speculating with one).
+pub fn build_all(
+    target: &DecoderModel,
+    draft: Option<&DecoderModel>,
+    cfg: &SpecConfig,
+) -> Result<Vec<BuiltGraph>, SpecError> {
+    cfg.check()?;
+    if let Some(d) = draft {
+        if d.vocab != target.vocab {
+            return Err(SpecError::Vocabulary(format!(
+                "the draft's logits have {} entries, the target's {}",
+                d.vocab, target.vocab
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for &bucket in &cfg.buckets {
+        out.push(graphs::prefill(target, bucket, cfg.capacity, true)?);
+        if let Some(d) = draft {
+            out.push(graphs::prefill(d, bucket, cfg.capacity, false)?);
+        }
+    }
+    out.push(graphs::decode(target, cfg.capacity)?);
+    out.push(graphs::verify(target, cfg.k, cfg.capacity)?);
+    if let Some(d) = draft {
+        out.push(graphs::fused(d, target, cfg.k, cfg.capacity)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,105 @@
+//! `specc run out/ --prompt-ids 1,2,3 --max-new-tokens N`: generation on a
+//! compiled artifact, streaming tokens as they are accepted and ending with
+//! a summary (or one JSON object).
+
+use specc_artifact::Artifact;
+use specc_exec::{Engine, GenerateOptions, Generation, Mode, Reference};
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Artifact(#[from] specc_artifact::ArtifactError),
+    #[error(transparent)]
+    Exec(#[from] specc_exec::ExecError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub prompt_ids: Vec<i64>,
+    pub max_new_tokens: usize,
+    pub no_speculation: bool,
+    pub prompt_lookup: bool,
+    pub ignore_eos: bool,
+    pub json: bool,
+}
+
+/// The summary people read after a run.
+pub fn summary(g: &Generation, k: usize, backend: &str) -> String {
+    let m = &g.metrics;
+    let mut s = String::new();
+    writeln!(s, "\n--").unwrap();
+    writeln!(
+        s,
+        "{} tokens ({:?}) in {:.3} s on the {backend} backend: {:.1} tokens/s, inter-token latency {:.2} ms, time to first token {:.1} ms",
+        m.generated_tokens,
+        g.stop,
+        m.prefill_seconds + m.decode_seconds,
+        m.tokens_per_second(),
+        m.inter_token_latency_ms(),
+        m.prefill_seconds * 1e3
+    )
+    .unwrap();
+    if m.num_drafts > 0 {
+        let rates: Vec<String> = m.per_position_rate().iter().map(|r| format!("{r:.2}")).collect();
+        writeln!(
+            s,
+            "speculation: K={k}, {} rounds, mean acceptance length {:.2}, draft acceptance rate {:.2}, accepted per position [{}]",
+            m.num_drafts,
+            m.mean_acceptance_length(),
+            m.draft_acceptance_rate(),
+            rates.join(", ")
+        )
+        .unwrap();
+    }
+    writeln!(s, "device calls: {} ({:.2} per generated token)", m.device_calls, m.device_calls_per_token()).unwrap();
+    s
+}
+
+pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
+    let artifact = Artifact::open(dir)?;
+    let mut engine = Engine::load(&artifact, Reference::default())?;
+    let spec = engine.speculation().clone();
+    let mode = match (o.no_speculation, o.prompt_lookup, spec.draft) {
+        (true, _, _) => Mode::Plain,
+        (false, true, _) | (false, false, false) => Mode::PromptLookup { max_ngram: 3 },
+        (false, false, true) => Mode::Draft,
+    };
+    if o.no_speculation && o.prompt_lookup {
+        return Err(RunError::Usage("--no-speculation and --prompt-lookup exclude each other".into()));
+    }
+    let opts = GenerateOptions { max_new_tokens: o.max_new_tokens, mode, ignore_eos: o.ignore_eos };
+    let json = o.json;
+    let mut stdout = std::io::stdout();
+    let mut stream = |tokens: &[i64]| {
+        if !json {
+            for t in tokens {
+                let _ = write!(stdout, "{t} ");
+            }
+            let _ = stdout.flush();
+        }
+    };
+    let g = engine.generate(&o.prompt_ids, &opts, &mut stream)?;
+    if json {
+        let m = &g.metrics;
+        let v = serde_json::json!({
+            "tokens": g.tokens,
+            "stop": g.stop,
+            "mode": format!("{mode:?}"),
+            "k": spec.k,
+            "metrics": m,
+            "mean_acceptance_length": m.mean_acceptance_length(),
+            "draft_acceptance_rate": m.draft_acceptance_rate(),
+            "accepted_per_position_rate": m.per_position_rate(),
+            "tokens_per_second": m.tokens_per_second(),
+            "inter_token_latency_ms": m.inter_token_latency_ms(),
+            "device_calls_per_token": m.device_calls_per_token(),
+        });
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&v).expect("json")));
+    }
+    Ok(summary(&g, spec.k, engine.backend_name()))
+}
