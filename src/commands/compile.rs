@@ -395,20 +395,17 @@ pub fn compile_generation(
     o: &CompileOptions,
     g: &GenerationOptions,
 ) -> Result<String, CompileError> {
-    let t0 = Instant::now();
     g.spec.check()?;
     if !o.dims.is_empty() {
         return Err(CompileError::Usage(
             "--dim does not apply with --max-seq-len: generation graphs bind batch 1, the cache capacity and the buckets".into(),
         ));
     }
-    let pb = spinner(&format!("importing {}", target.display()));
     let tm = specc_onnx::import_file(target)?;
     let target_model = DecoderModel::new("target", tm.graph, tm.weights)?;
     let draft_model = match &g.draft {
         None => None,
         Some(d) => {
-            pb.set_message(format!("importing {}", d.display()));
             let dm = specc_onnx::import_file(d)?;
             let (ts, ds) = (special_tokens(target), special_tokens(d));
             for (k, v) in &ts {
@@ -419,20 +416,40 @@ pub fn compile_generation(
                     .into());
                 }
             }
-            Some(DecoderModel::new("draft", dm.graph, dm.weights)?)
+            Some((DecoderModel::new("draft", dm.graph, dm.weights)?, d.display().to_string()))
         }
     };
-    let mut e = emitter(out, o, pb)?;
-    e.pb.set_message("building the speculation graphs");
-    let built = specc_spec::build_all(&target_model, draft_model.as_ref(), &g.spec)?;
+    let sources = GenerationSources { target: target.display().to_string(), eos_token_ids: eos_ids(target) };
+    compile_models(&target_model, draft_model.as_ref().map(|(m, s)| (m, s.as_str())), &sources, out, o, &g.spec)
+}
+
+/// Where the models came from, for the manifest.
+pub struct GenerationSources {
+    pub target: String,
+    pub eos_token_ids: Vec<i64>,
+}
+
+/// Generation graphs from models already loaded (tests build drafts in
+/// memory this way).
+pub fn compile_models(
+    target: &DecoderModel,
+    draft: Option<(&DecoderModel, &str)>,
+    sources: &GenerationSources,
+    out: &Path,
+    o: &CompileOptions,
+    spec: &SpecConfig,
+) -> Result<String, CompileError> {
+    let t0 = Instant::now();
+    let mut e = emitter(out, o, spinner("building the speculation graphs"))?;
+    let built = specc_spec::build_all(target, draft.map(|(m, _)| m), spec)?;
     writeln!(
         e.report,
         "{} graphs for K={}, cache capacity {}, prompt buckets {:?}{}:",
         built.len(),
-        g.spec.k,
-        g.spec.capacity,
-        g.spec.buckets,
-        if draft_model.is_some() { ", with a draft" } else { ", no draft (prompt lookup)" }
+        spec.k,
+        spec.capacity,
+        spec.buckets,
+        if draft.is_some() { ", with a draft" } else { ", no draft (prompt lookup)" }
     )
     .unwrap();
     let mut manifest = Manifest::new(env!("SPECC_VERSION"), o.target.name(), o.dtype.name());
@@ -441,21 +458,21 @@ pub fn compile_generation(
         let entry = e.graph(&b.name, model, b.kind, BTreeMap::new(), &b.graph, &b.aliases)?;
         manifest.graphs.push(entry);
     }
-    let weights = e.weights("target", &target_model.weights)?;
-    manifest.models.push(ModelEntry { name: "target".into(), source: target.display().to_string(), weights });
-    if let (Some(d), Some(path)) = (&draft_model, &g.draft) {
+    let weights = e.weights("target", &target.weights)?;
+    manifest.models.push(ModelEntry { name: "target".into(), source: sources.target.clone(), weights });
+    if let Some((d, source)) = draft {
         let weights = e.weights("draft", &d.weights)?;
-        manifest.models.push(ModelEntry { name: "draft".into(), source: path.display().to_string(), weights });
+        manifest.models.push(ModelEntry { name: "draft".into(), source: source.into(), weights });
     }
-    let mut buckets = g.spec.buckets.clone();
+    let mut buckets = spec.buckets.clone();
     buckets.sort_unstable();
     manifest.speculation = Some(Speculation {
-        k: g.spec.k,
-        capacity: g.spec.capacity,
+        k: spec.k,
+        capacity: spec.capacity,
         buckets,
-        vocab: target_model.vocab,
-        draft: draft_model.is_some(),
-        eos_token_ids: eos_ids(target),
+        vocab: target.vocab,
+        draft: draft.is_some(),
+        eos_token_ids: sources.eos_token_ids.clone(),
     });
     e.finish(&manifest, t0)
 }

@@ -55,6 +55,8 @@ pub struct GenerateOptions {
     pub mode: Mode,
     /// Keep going past end-of-sequence tokens (benchmarks, tests).
     pub ignore_eos: bool,
+    /// End-of-sequence ids to use instead of the model config's.
+    pub eos: Option<Vec<i64>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -201,7 +203,11 @@ impl<B: Backend> Engine<B> {
         }
         let mut m =
             Metrics { accepted_per_position: vec![0; k], prompt_tokens: prompt.len() as u64, ..Default::default() };
-        let eos = if o.ignore_eos { vec![] } else { self.spec.eos_token_ids.clone() };
+        let eos = match (&o.eos, o.ignore_eos) {
+            (_, true) => vec![],
+            (Some(ids), false) => ids.clone(),
+            (None, false) => self.spec.eos_token_ids.clone(),
+        };
         let mut sink = Sink { out: Vec::new(), max: o.max_new_tokens, eos: &eos, stop: None };
         if o.max_new_tokens == 0 {
             return Ok(Generation { tokens: vec![], stop: StopReason::MaxNewTokens, metrics: m });
