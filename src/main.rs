@@ -92,6 +92,18 @@ enum Command {
         /// `text` (stream tokens, then a summary) or `json`.
         #[arg(long, default_value = "text")]
         output_format: String,
+        /// Sampling temperature (0: greedy).
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Keep only the k most likely tokens (0: off).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Keep the most likely tokens whose mass reaches p (1: off).
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// Seed of the in-graph random generator.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Run an ONNX model once on the reference interpreter.
     Eval {
@@ -215,7 +227,12 @@ fn main() -> ExitCode {
             prompt_lookup,
             ignore_eos,
             output_format,
+            temperature,
+            top_k,
+            top_p,
+            seed,
         } => {
+            let sampling = Some(specc_exec::Sampling { temperature, top_k, top_p, seed });
             let json = match output_format.as_str() {
                 "text" => Ok(false),
                 "json" => Ok(true),
@@ -231,6 +248,7 @@ fn main() -> ExitCode {
                         prompt_lookup,
                         ignore_eos,
                         json,
+                        sampling,
                     };
                     specc::commands::run::run(&artifact, &o).map_err(Into::into)
                 }

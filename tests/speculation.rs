@@ -97,7 +97,7 @@ fn compile(arch: &str, draft: Option<&DecoderModel>, k: usize, capacity: usize, 
 
 fn generate(a: &Artifact, prompt: &[i64], mode: Mode, n: usize) -> Generation {
     let mut e = Engine::load(a, Reference::default()).unwrap();
-    let o = GenerateOptions { max_new_tokens: n, mode, ignore_eos: true, eos: None };
+    let o = GenerateOptions { max_new_tokens: n, mode, ignore_eos: true, eos: None, sampling: None };
     e.generate(prompt, &o, &mut |_| {}).unwrap()
 }
 

@@ -34,6 +34,8 @@ pub enum ExecError {
     TokenOutOfRange { token: i64, at: usize, vocab: usize },
     #[error("this artifact has no draft model: use prompt lookup or no speculation, or recompile with --draft")]
     NoDraft,
+    #[error("invalid sampling parameters: {0}")]
+    Sampling(String),
     #[error("graph `{graph}` returned no `{output}`")]
     BadOutput { graph: String, output: String },
 }
@@ -49,8 +51,21 @@ pub enum Mode {
     Plain,
 }
 
+/// Sampling parameters (temperature 0 means greedy).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    pub temperature: f32,
+    /// 0 turns top-k off.
+    pub top_k: usize,
+    /// 1 turns top-p off.
+    pub top_p: f32,
+    pub seed: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
+    /// `None` (or temperature 0): greedy.
+    pub sampling: Option<Sampling>,
     pub max_new_tokens: usize,
     pub mode: Mode,
     /// Keep going past end-of-sequence tokens (benchmarks, tests).
@@ -149,14 +164,28 @@ impl<B: Backend> Engine<B> {
         Literal::new(shape, data).expect("sized")
     }
 
+    /// Runs `base` (or its `_sample` version when sampling, with the
+    /// sampling parameters added to `inputs`).
     fn call(
         &mut self,
         m: &mut Metrics,
-        graph: &str,
+        base: &str,
+        sampling: Option<&Sampling>,
         inputs: &[(&str, &Literal)],
     ) -> Result<Vec<(String, Literal)>, ExecError> {
         m.device_calls += 1;
-        Ok(self.backend.execute(graph, inputs)?)
+        let Some(s) = sampling else {
+            return Ok(self.backend.execute(base, inputs)?);
+        };
+        let name = format!("{base}_sample");
+        let temperature = Literal::scalar_f32(s.temperature);
+        let top_p = Literal::scalar_f32(s.top_p);
+        let top_k = self.ints(&name, "top_k", vec![], &[s.top_k as i64]);
+        // The seed's low 32 bits feed the in-graph generator.
+        let seed = Literal::scalar_i32(s.seed as u32 as i32);
+        let mut all: Vec<(&str, &Literal)> = inputs.to_vec();
+        all.extend([("temperature", &temperature), ("top_k", &top_k), ("top_p", &top_p), ("seed", &seed)]);
+        Ok(self.backend.execute(&name, &all)?)
     }
 
     fn scalar_out(outs: &[(String, Literal)], graph: &str, name: &str) -> Result<i64, ExecError> {
@@ -201,6 +230,17 @@ impl<B: Backend> Engine<B> {
         if o.mode == Mode::Draft && !self.spec.draft {
             return Err(ExecError::NoDraft);
         }
+        let sampling = match o.sampling {
+            Some(s) if !(s.temperature >= 0.0 && s.temperature.is_finite()) => {
+                return Err(ExecError::Sampling(format!("temperature must be finite and >= 0, got {}", s.temperature)));
+            }
+            Some(s) if !(s.top_p > 0.0 && s.top_p <= 1.0) => {
+                return Err(ExecError::Sampling(format!("top-p must be in (0, 1], got {}", s.top_p)));
+            }
+            Some(s) if s.temperature > 0.0 => Some(s),
+            _ => None,
+        };
+        let sampling = sampling.as_ref();
         let mut m =
             Metrics { accepted_per_position: vec![0; k], prompt_tokens: prompt.len() as u64, ..Default::default() };
         let eos = match (&o.eos, o.ignore_eos) {
@@ -220,13 +260,13 @@ impl<B: Backend> Engine<B> {
         let tname = format!("target_prefill_{bucket}");
         let tokens = self.ints(&tname, "tokens", vec![1, bucket], &padded);
         let length = self.ints(&tname, "length", vec![], &[prompt.len() as i64]);
-        let outs = self.call(&mut m, &tname, &[("tokens", &tokens), ("length", &length)])?;
+        let outs = self.call(&mut m, &tname, sampling, &[("tokens", &tokens), ("length", &length)])?;
         let first = Self::scalar_out(&outs, &tname, "next_token")?;
         if o.mode == Mode::Draft {
             let dname = format!("draft_prefill_{bucket}");
             let tokens = self.ints(&dname, "tokens", vec![1, bucket], &padded);
             let length = self.ints(&dname, "length", vec![], &[prompt.len() as i64]);
-            self.call(&mut m, &dname, &[("tokens", &tokens), ("length", &length)])?;
+            self.call(&mut m, &dname, None, &[("tokens", &tokens), ("length", &length)])?;
         }
         m.prefill_seconds = start.elapsed().as_secs_f64();
         let decode_start = Instant::now();
@@ -244,7 +284,7 @@ impl<B: Backend> Engine<B> {
             let (accepted, choices) = if o.mode == Mode::Draft && round_fits {
                 let last = self.ints("fused", "last_tokens", vec![1, 2], &[prev, cur]);
                 let p = self.ints("fused", "pos", vec![], &[pos as i64]);
-                let outs = self.call(&mut m, "fused", &[("last_tokens", &last), ("pos", &p)])?;
+                let outs = self.call(&mut m, "fused", sampling, &[("last_tokens", &last), ("pos", &p)])?;
                 (Self::scalar_out(&outs, "fused", "accepted")? as usize, Self::vec_out(&outs, "fused", "tokens")?)
             } else if let Some(mut props) = proposals {
                 props.resize(k, *props.last().expect("non-empty proposals"));
@@ -252,13 +292,13 @@ impl<B: Backend> Engine<B> {
                 seq.extend(&props);
                 let t = self.ints("verify", "tokens", vec![1, k + 1], &seq);
                 let p = self.ints("verify", "pos", vec![], &[pos as i64]);
-                let outs = self.call(&mut m, "verify", &[("tokens", &t), ("pos", &p)])?;
+                let outs = self.call(&mut m, "verify", sampling, &[("tokens", &t), ("pos", &p)])?;
                 (Self::scalar_out(&outs, "verify", "accepted")? as usize, Self::vec_out(&outs, "verify", "tokens")?)
             } else if pos < cap {
                 // A plain step: no proposals, or no room for a round.
                 let t = self.ints("target_decode", "token", vec![1, 1], &[cur]);
                 let p = self.ints("target_decode", "pos", vec![], &[pos as i64]);
-                let outs = self.call(&mut m, "target_decode", &[("token", &t), ("pos", &p)])?;
+                let outs = self.call(&mut m, "target_decode", sampling, &[("token", &t), ("pos", &p)])?;
                 let next = Self::scalar_out(&outs, "target_decode", "next_token")?;
                 sink.take(&[next], on_tokens);
                 history.push(next);

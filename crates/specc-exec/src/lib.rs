@@ -13,6 +13,6 @@ mod metrics;
 mod reference;
 
 pub use backend::{Backend, BackendError};
-pub use engine::{Engine, ExecError, GenerateOptions, Generation, Mode, StopReason};
+pub use engine::{Engine, ExecError, GenerateOptions, Generation, Mode, Sampling, StopReason};
 pub use metrics::Metrics;
 pub use reference::Reference;

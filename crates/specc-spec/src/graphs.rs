@@ -15,6 +15,7 @@
 
 use crate::build::{Emit, R};
 use crate::cache::{DecoderModel, SharedWeights, SpecError, emit_step};
+use crate::sampling::{self, Params};
 use specc_ir::{BinaryOp, CompareDir, DType, Graph, GraphBuilder, NodeId, Op, ReduceOp, TensorType};
 
 /// One graph of the artifact and which of its outputs alias which inputs.
@@ -64,12 +65,13 @@ fn finish(
 /// The prompt, padded to `bucket` tokens, written into an empty cache. The
 /// target's version also outputs `next_token`: the greedy choice after the
 /// last real token (`length` of them).
-pub fn prefill(m: &DecoderModel, bucket: usize, c: usize, with_token: bool) -> Result<BuiltGraph, SpecError> {
+pub fn prefill(m: &DecoderModel, bucket: usize, c: usize, with_token: bool, sample: bool) -> Result<BuiltGraph, SpecError> {
     let step = m.step_graph(bucket, c)?;
-    let name = format!("{}_prefill_{bucket}", m.role);
+    let name = format!("{}_prefill_{bucket}{}", m.role, if sample { "_sample" } else { "" });
     let mut b = GraphBuilder::new(name.clone());
     let tokens = b.parameter("tokens", TensorType::fixed(DType::I64, &[1, bucket]))?;
     let length = b.parameter("length", TensorType::scalar(DType::I64))?;
+    let params = if sample { Some(sampling_params(&mut b)?) } else { None };
     let caches = cache_params(&mut b, m, c)?;
     let mut w = SharedWeights::default();
     let mut e = Emit::new(&mut b, "");
@@ -80,27 +82,52 @@ pub fn prefill(m: &DecoderModel, bucket: usize, c: usize, with_token: bool) -> R
         let last = e.scalar(DType::I64, 1.0)?;
         let at = e.binary(BinaryOp::Sub, length, last)?;
         let row = e.add("last_logits", Op::DynamicSlice { sizes: vec![1, 1, m.vocab] }, &[logits, zero, at, zero])?;
-        let row = e.reshape(row, &[m.vocab])?;
-        let next = e.argmax(row, DType::I64)?;
+        let next = choose(&mut e, row, m.vocab, params.as_ref(), length)?;
         b.output("next_token", next)?;
     }
     cache_outputs(&mut b, m, &caches, &updated, &mut aliases)?;
     finish(b, name, "prefill", aliases)
 }
 
+/// Declares the run-time sampling parameters.
+fn sampling_params(b: &mut GraphBuilder) -> R<Params> {
+    Ok(Params {
+        temperature: b.parameter("temperature", TensorType::scalar(DType::F32))?,
+        top_k: b.parameter("top_k", TensorType::scalar(DType::I64))?,
+        top_p: b.parameter("top_p", TensorType::scalar(DType::F32))?,
+        seed: b.parameter("seed", TensorType::scalar(DType::I32))?,
+    })
+}
+
+/// The next token from a logits row: greedy, or sampled at `counter`.
+fn choose(e: &mut Emit, row: NodeId, v: usize, params: Option<&Params>, counter: NodeId) -> R<NodeId> {
+    match params {
+        None => {
+            let row = e.reshape(row, &[v])?;
+            e.argmax(row, DType::I64)
+        }
+        Some(p) => {
+            let row = e.reshape(row, &[1, v])?;
+            let probs = sampling::processed_probs(e, row, p)?;
+            let t = sampling::gumbel_sample(e, probs, p.seed, counter, sampling::STREAM_DECODE)?;
+            e.reshape(t, &[])
+        }
+    }
+}
+
 /// One token at `pos` -> the greedy next token.
-pub fn decode(m: &DecoderModel, c: usize) -> Result<BuiltGraph, SpecError> {
+pub fn decode(m: &DecoderModel, c: usize, sample: bool) -> Result<BuiltGraph, SpecError> {
     let step = m.step_graph(1, c)?;
-    let name = format!("{}_decode", m.role);
+    let name = format!("{}_decode{}", m.role, if sample { "_sample" } else { "" });
     let mut b = GraphBuilder::new(name.clone());
     let token = b.parameter("token", TensorType::fixed(DType::I64, &[1, 1]))?;
     let pos = b.parameter("pos", TensorType::scalar(DType::I64))?;
+    let params = if sample { Some(sampling_params(&mut b)?) } else { None };
     let caches = cache_params(&mut b, m, c)?;
     let mut w = SharedWeights::default();
     let mut e = Emit::new(&mut b, "");
     let (logits, updated) = emit_step(&mut e, m, &step, token, pos, &caches, &mut w)?;
-    let row = e.reshape(logits, &[m.vocab])?;
-    let next = e.argmax(row, DType::I64)?;
+    let next = choose(&mut e, logits, m.vocab, params.as_ref(), pos)?;
     let mut aliases = Vec::new();
     b.output("next_token", next)?;
     cache_outputs(&mut b, m, &caches, &updated, &mut aliases)?;
@@ -121,6 +148,9 @@ fn accepted_count(e: &mut Emit, proposals: NodeId, choices: NodeId, k: usize) ->
 /// The target scores `tokens` (`s64[1, K+1]`: the last accepted token and K
 /// proposals) in one pass at `pos`; returns (accepted count, the target's
 /// choices `s64[K+1]`, updated caches).
+/// Sampling: `q` (`[K, V]`) is the distribution the proposals were drawn
+/// from (one-hot for host proposals); greedy when `sampled` is `None`.
+#[allow(clippy::too_many_arguments)]
 fn verify_pass(
     e: &mut Emit,
     target: &DecoderModel,
@@ -130,14 +160,24 @@ fn verify_pass(
     caches: &[NodeId],
     w: &mut SharedWeights,
     k: usize,
+    sampled: Option<(&Params, NodeId)>,
 ) -> R<(NodeId, NodeId, Vec<NodeId>)> {
     let (logits, updated) = emit_step(e, target, step, tokens, pos, caches, w)?;
     let rows = e.reshape(logits, &[k + 1, target.vocab])?;
-    let choices = e.argmax(rows, DType::I64)?;
     let flat = e.reshape(tokens, &[k + 1])?;
     let proposals = e.slice(flat, &[1], &[k + 1])?;
-    let n = accepted_count(e, proposals, choices, k)?;
-    Ok((n, choices, updated))
+    match sampled {
+        None => {
+            let choices = e.argmax(rows, DType::I64)?;
+            let n = accepted_count(e, proposals, choices, k)?;
+            Ok((n, choices, updated))
+        }
+        Some((params, q)) => {
+            let p = sampling::processed_probs(e, rows, params)?;
+            let (n, tokens) = sampling::accept_sampled(e, proposals, q, p, params, pos)?;
+            Ok((n, tokens, updated))
+        }
+    }
 }
 
 /// One speculation round, one device call:
@@ -154,13 +194,15 @@ fn verify_pass(
 /// Both caches are parameters aliased to outputs. Cache slots past the
 /// accepted point hold rejected entries; the next round's mask hides them
 /// and its writes replace them.
-pub fn fused(draft: &DecoderModel, target: &DecoderModel, k: usize, c: usize) -> Result<BuiltGraph, SpecError> {
+pub fn fused(draft: &DecoderModel, target: &DecoderModel, k: usize, c: usize, sample: bool) -> Result<BuiltGraph, SpecError> {
     let first = draft.step_graph(2, c)?;
     let rest = draft.step_graph(1, c)?;
     let verify = target.step_graph(k + 1, c)?;
-    let mut b = GraphBuilder::new("fused");
+    let name = if sample { "fused_sample" } else { "fused" };
+    let mut b = GraphBuilder::new(name);
     let last2 = b.parameter("last_tokens", TensorType::fixed(DType::I64, &[1, 2]))?;
     let pos = b.parameter("pos", TensorType::scalar(DType::I64))?;
+    let params = if sample { Some(sampling_params(&mut b)?) } else { None };
     let dcache = cache_params(&mut b, draft, c)?;
     let tcache = cache_params(&mut b, target, c)?;
     let mut w = SharedWeights::default();
@@ -172,7 +214,18 @@ pub fn fused(draft: &DecoderModel, target: &DecoderModel, k: usize, c: usize) ->
     let (logits, mut dc) = emit_step(&mut e, draft, &first, last2, prev_pos, &dcache, &mut w)?;
     let rows = e.reshape(logits, &[2, draft.vocab])?;
     let last_row = e.slice(rows, &[1, 0], &[2, draft.vocab])?;
-    let mut proposal = e.argmax(last_row, DType::I64)?; // s64[1]
+    let mut qs = Vec::new();
+    let mut propose = |e: &mut Emit, row: NodeId, step: i64| -> R<NodeId> {
+        match &params {
+            None => e.argmax(row, DType::I64),
+            Some(p) => {
+                let q = sampling::processed_probs(e, row, p)?;
+                qs.push(q);
+                sampling::gumbel_sample(e, q, p.seed, pos, sampling::STREAM_DRAFT + step)
+            }
+        }
+    };
+    let mut proposal = propose(&mut e, last_row, 1)?; // s64[1]
     let mut proposals = vec![proposal];
     for i in 2..=k {
         e.prefix = format!("draft_step{i}/");
@@ -182,7 +235,7 @@ pub fn fused(draft: &DecoderModel, target: &DecoderModel, k: usize, c: usize) ->
         let (logits, next) = emit_step(&mut e, draft, &rest, tok, at, &dc, &mut w)?;
         dc = next;
         let row = e.reshape(logits, &[1, draft.vocab])?;
-        proposal = e.argmax(row, DType::I64)?;
+        proposal = propose(&mut e, row, i as i64)?;
         proposals.push(proposal);
     }
     // Target: the last accepted token and the K proposals, in one pass.
@@ -193,29 +246,43 @@ pub fn fused(draft: &DecoderModel, target: &DecoderModel, k: usize, c: usize) ->
     seq.extend(&proposals);
     let tokens = e.concat(&seq, 0)?;
     let tokens = e.reshape(tokens, &[1, k + 1])?;
-    let (n, choices, tc) = verify_pass(&mut e, target, &verify, tokens, pos, &tcache, &mut w, k)?;
+    let q = if qs.is_empty() { None } else { Some(e.concat(&qs, 0)?) };
+    let sampled = params.as_ref().zip(q);
+    let (n, choices, tc) = verify_pass(&mut e, target, &verify, tokens, pos, &tcache, &mut w, k, sampled)?;
     let mut aliases = Vec::new();
     b.output("accepted", n)?;
     b.output("tokens", choices)?;
     cache_outputs(&mut b, draft, &dcache, &dc, &mut aliases)?;
     cache_outputs(&mut b, target, &tcache, &tc, &mut aliases)?;
-    finish(b, "fused".into(), "fused", aliases)
+    finish(b, name.into(), "fused", aliases)
 }
 
 /// The target checks K proposals made on the host (prompt lookup):
 /// `tokens` = the last accepted token and the K proposals, at `pos`.
-pub fn verify(target: &DecoderModel, k: usize, c: usize) -> Result<BuiltGraph, SpecError> {
+pub fn verify(target: &DecoderModel, k: usize, c: usize, sample: bool) -> Result<BuiltGraph, SpecError> {
     let step = target.step_graph(k + 1, c)?;
-    let mut b = GraphBuilder::new("verify");
+    let name = if sample { "verify_sample" } else { "verify" };
+    let mut b = GraphBuilder::new(name);
     let tokens = b.parameter("tokens", TensorType::fixed(DType::I64, &[1, k + 1]))?;
     let pos = b.parameter("pos", TensorType::scalar(DType::I64))?;
+    let params = if sample { Some(sampling_params(&mut b)?) } else { None };
     let tcache = cache_params(&mut b, target, c)?;
     let mut w = SharedWeights::default();
     let mut e = Emit::new(&mut b, "");
-    let (n, choices, tc) = verify_pass(&mut e, target, &step, tokens, pos, &tcache, &mut w, k)?;
+    // Host proposals are certain: q is one-hot.
+    let q = match &params {
+        None => None,
+        Some(_) => {
+            let flat = e.reshape(tokens, &[k + 1])?;
+            let props = e.slice(flat, &[1], &[k + 1])?;
+            Some(sampling::one_hot(&mut e, props, target.vocab)?)
+        }
+    };
+    let sampled = params.as_ref().zip(q);
+    let (n, choices, tc) = verify_pass(&mut e, target, &step, tokens, pos, &tcache, &mut w, k, sampled)?;
     let mut aliases = Vec::new();
     b.output("accepted", n)?;
     b.output("tokens", choices)?;
     cache_outputs(&mut b, target, &tcache, &tc, &mut aliases)?;
-    finish(b, "verify".into(), "verify", aliases)
+    finish(b, name.into(), "verify", aliases)
 }

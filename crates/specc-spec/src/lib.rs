@@ -10,6 +10,7 @@
 mod build;
 mod cache;
 pub mod graphs;
+pub mod sampling;
 
 pub use build::Emit;
 pub use cache::{DecoderModel, SharedWeights, SpecError, emit_step};
@@ -67,15 +68,19 @@ pub fn build_all(
     }
     let mut out = Vec::new();
     for &bucket in &cfg.buckets {
-        out.push(graphs::prefill(target, bucket, cfg.capacity, true)?);
+        out.push(graphs::prefill(target, bucket, cfg.capacity, true, false)?);
+        out.push(graphs::prefill(target, bucket, cfg.capacity, true, true)?);
         if let Some(d) = draft {
-            out.push(graphs::prefill(d, bucket, cfg.capacity, false)?);
+            out.push(graphs::prefill(d, bucket, cfg.capacity, false, false)?);
         }
     }
-    out.push(graphs::decode(target, cfg.capacity)?);
-    out.push(graphs::verify(target, cfg.k, cfg.capacity)?);
-    if let Some(d) = draft {
-        out.push(graphs::fused(d, target, cfg.k, cfg.capacity)?);
+    // Greedy and sampling versions: the host picks by temperature.
+    for sample in [false, true] {
+        out.push(graphs::decode(target, cfg.capacity, sample)?);
+        out.push(graphs::verify(target, cfg.k, cfg.capacity, sample)?);
+        if let Some(d) = draft {
+            out.push(graphs::fused(d, target, cfg.k, cfg.capacity, sample)?);
+        }
     }
     Ok(out)
 }
