@@ -136,3 +136,24 @@ fn small_decoder() {
     specc_hlo::check(&module, specc_hlo::Target::Trn1).unwrap();
     insta::assert_snapshot!(specc_hlo::to_text(&module));
 }
+
+/// The fused speculation round of a tiny pair (1-layer Llama target and
+/// draft, vocab 32), K=2, cache of 16, Neuron profile: two draft steps (the
+/// first over the last two accepted tokens), one target pass over three
+/// positions, the portable argmax, the acceptance count, and both caches
+/// updated in place (input_output_alias in the header).
+#[test]
+fn fused_speculation_round() {
+    let load = |role: &str, name: &str| {
+        let m = specc_onnx::import_file(&repo().join(format!("graphs/small/{name}/with_past/model.onnx"))).unwrap();
+        specc_spec::DecoderModel::new(role, m.graph, m.weights).unwrap()
+    };
+    let (target, draft) = (load("target", "tiny-target"), load("draft", "tiny-draft"));
+    let built = specc_spec::graphs::fused(&draft, &target, 2, 16, false).unwrap();
+    let (g, _) = specc_opt::narrow_to_s32(&built.graph, &Default::default()).unwrap();
+    let aliases: Vec<specc_hlo::Alias> =
+        built.aliases.iter().map(|&(output, param)| specc_hlo::Alias { output, param }).collect();
+    let module = specc_hlo::lower(&g, &aliases).unwrap();
+    specc_hlo::check(&module, specc_hlo::Target::Trn1).unwrap();
+    insta::assert_snapshot!(specc_hlo::to_text(&module));
+}

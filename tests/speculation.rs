@@ -12,10 +12,8 @@ use specc::commands::compile::{CompileOptions, GenerationSources, compile_models
 use specc_artifact::Artifact;
 use specc_exec::{Engine, GenerateOptions, Generation, Mode, Reference};
 use specc_hlo::Target;
-use specc_ir::{Op, WeightBytes, WeightStore};
 use specc_spec::{DecoderModel, SpecConfig};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 const NEW_TOKENS: usize = 64;
 const CAPACITY: usize = 96;
@@ -38,44 +36,6 @@ fn prompts(arch: &str, vocab: i64) -> Vec<Vec<i64>> {
     let short: Vec<i64> = (0..5).map(|_| next()).collect();
     let long: Vec<i64> = (0..17).map(|_| next()).collect();
     vec![greedy_prompt(arch), short, long]
-}
-
-fn decoder(role: &str, path: &std::path::Path) -> DecoderModel {
-    let m = specc_onnx::import_file(path).unwrap();
-    DecoderModel::new(role, m.graph, m.weights).unwrap()
-}
-
-/// The target with its output projection negated: its proposals are the
-/// target's least likely tokens, so it never agrees.
-fn contrarian(target: &std::path::Path) -> DecoderModel {
-    let m = specc_onnx::import_file(target).unwrap();
-    let g = &m.graph;
-    let mut id = g.output_by_name("logits").unwrap().node;
-    while !matches!(g.node(id).op, Op::Dot { .. }) {
-        id = g.node(id).operands[0];
-    }
-    let head = g
-        .node(id)
-        .operands
-        .iter()
-        .find(|&&o| matches!(g.node(o).op, Op::Weight { .. }))
-        .copied()
-        .expect("lm_head weight");
-    let name = g.node(head).name.clone();
-    let mut store = WeightStore::new();
-    for n in m.weights.names().map(String::from).collect::<Vec<_>>() {
-        let e = m.weights.get(&n).unwrap();
-        let bytes = if n == name {
-            let raw = e.bytes.read().unwrap();
-            let neg: Vec<u8> =
-                raw.chunks_exact(4).flat_map(|c| (-f32::from_le_bytes(c.try_into().unwrap())).to_le_bytes()).collect();
-            WeightBytes::Owned(Arc::new(neg))
-        } else {
-            e.bytes.clone()
-        };
-        store.insert(n, e.ty.clone(), bytes).unwrap();
-    }
-    DecoderModel::new("draft", m.graph, store).unwrap()
 }
 
 fn compile(arch: &str, draft: Option<&DecoderModel>, k: usize, capacity: usize, tag: &str) -> Artifact {

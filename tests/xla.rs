@@ -191,3 +191,152 @@ fn emitted_hlo_runs_on_xla_cpu_like_the_interpreter() {
         &outcomes,
     );
 }
+
+/// One device call of the generation loop, as the reference backend ran it.
+struct Call {
+    graph: String,
+    inputs: Vec<(String, Literal)>,
+    state_before: Vec<(String, Literal)>,
+    returned: Vec<(String, Literal)>,
+    state_after: Vec<(String, Literal)>,
+}
+
+/// The reference backend, recording every call with the state around it.
+struct Recording {
+    inner: specc_exec::Reference,
+    manifest: Option<specc_artifact::Manifest>,
+    calls: std::rc::Rc<std::cell::RefCell<Vec<Call>>>,
+}
+
+impl Recording {
+    fn state_names(&self, graph: &str) -> Vec<String> {
+        let g = self.manifest.as_ref().unwrap().graphs.iter().find(|g| g.name == graph).unwrap();
+        g.outputs.iter().filter_map(|o| o.aliases_parameter).map(|p| g.parameters[p].name.clone()).collect()
+    }
+
+    fn snapshot(&self, names: &[String]) -> Vec<(String, Literal)> {
+        names.iter().map(|n| (n.clone(), self.inner.state(n).unwrap())).collect()
+    }
+}
+
+impl specc_exec::Backend for Recording {
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+
+    fn load(&mut self, a: &specc_artifact::Artifact) -> Result<(), specc_exec::BackendError> {
+        self.manifest = Some(a.manifest.clone());
+        self.inner.load(a)
+    }
+
+    fn execute(&mut self, graph: &str, inputs: &[(&str, &Literal)]) -> Result<Vec<(String, Literal)>, specc_exec::BackendError> {
+        let names = self.state_names(graph);
+        let state_before = self.snapshot(&names);
+        let returned = self.inner.execute(graph, inputs)?;
+        let state_after = self.snapshot(&names);
+        self.calls.borrow_mut().push(Call {
+            graph: graph.into(),
+            inputs: inputs.iter().map(|(n, l)| (n.to_string(), (*l).clone())).collect(),
+            state_before,
+            returned: returned.clone(),
+            state_after,
+        });
+        Ok(returned)
+    }
+}
+
+/// Writes one recorded call as an XLA case: the artifact's own HLO files,
+/// every parameter (call inputs, state before, weights), and every output
+/// the reference produced (returned values, state after).
+fn call_case(dir: &Path, a: &specc_artifact::Artifact, call: &Call, weights: &BTreeMap<String, WeightStore>) {
+    let g = a.manifest.graphs.iter().find(|g| g.name == call.graph).unwrap();
+    let mut params = Vec::new();
+    for p in &g.parameters {
+        let lit = match p.kind.as_str() {
+            "weight" => {
+                let store = &weights[p.model.as_ref().unwrap()];
+                let e = store.get(&p.name).unwrap();
+                specc_onnx::proto::literal_from_le(e.ty.dtype, p.shape.clone(), &e.bytes.read().unwrap())
+            }
+            _ => call
+                .inputs
+                .iter()
+                .chain(&call.state_before)
+                .find(|(n, _)| *n == p.name)
+                .unwrap_or_else(|| panic!("no value for {}", p.name))
+                .1
+                .clone(),
+        };
+        params.push((p.index.to_string(), lit));
+    }
+    let expected: Vec<(String, Literal)> = g
+        .outputs
+        .iter()
+        .map(|o| {
+            let v = match o.aliases_parameter {
+                Some(pi) => call.state_after.iter().find(|(n, _)| *n == g.parameters[pi].name).unwrap().1.clone(),
+                None => call.returned.iter().find(|(n, _)| *n == o.name).unwrap().1.clone(),
+            };
+            (o.index.to_string(), v)
+        })
+        .collect();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("module.hlo.txt"), a.read(&g.hlo_txt).unwrap()).unwrap();
+    std::fs::write(dir.join("module.hlo.pb"), a.read(&g.hlo_pb).unwrap()).unwrap();
+    specc::tensor_io::write(&dir.join("inputs.safetensors"), &params).unwrap();
+    specc::tensor_io::write(&dir.join("expected.safetensors"), &expected).unwrap();
+    std::fs::write(dir.join("case.json"), "{\"atol\": 1e-4, \"rtol\": 1e-4}").unwrap();
+}
+
+/// The speculation loop's every device call (prefill, fused rounds, greedy
+/// and seeded sampling, a draft that always agrees and one that never does)
+/// replayed on XLA CPU from the artifact's own HLO: the same accepted
+/// counts, tokens and cache contents as the reference backend, call by call.
+#[test]
+fn speculation_rounds_on_xla_match_the_reference_call_by_call() {
+    let py = python();
+    let root = repo().join("target/xla-cases-speculation");
+    let _ = std::fs::remove_dir_all(&root);
+    let path = fixture("qwen2").join("with_past/model.onnx");
+    let target = decoder("target", &path);
+    let drafts = [("self", decoder("draft", &path)), ("contrarian", contrarian(&path))];
+    let prompt = greedy_prompt("qwen2");
+    let mut names = Vec::new();
+    for (tag, d) in &drafts {
+        let out = root.join(format!("artifact-{tag}"));
+        let spec = specc_spec::SpecConfig { k: 3, capacity: 48, buckets: vec![16] };
+        let sources = specc::commands::compile::GenerationSources { target: "qwen2".into(), eos_token_ids: vec![] };
+        specc::commands::compile::compile_models(&target, Some((d, tag)), &sources, &out, &Default::default(), &spec).unwrap();
+        let a = specc_artifact::Artifact::open(&out).unwrap();
+        let weights: BTreeMap<String, WeightStore> =
+            a.manifest.models.iter().map(|m| (m.name.clone(), a.weights(&m.name).unwrap())).collect();
+        for sampling in [None, Some(specc_exec::Sampling { temperature: 0.9, top_k: 50, top_p: 0.95, seed: 7 })] {
+            let calls = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let rec = Recording { inner: specc_exec::Reference::default(), manifest: None, calls: calls.clone() };
+            let mut engine = specc_exec::Engine::load(&a, rec).unwrap();
+            let o = specc_exec::GenerateOptions { max_new_tokens: 12, mode: specc_exec::Mode::Draft, ignore_eos: true, eos: None, sampling };
+            engine.generate(&prompt, &o, &mut |_| {}).unwrap();
+            let mode = if sampling.is_some() { "sample" } else { "greedy" };
+            for (i, call) in calls.borrow().iter().enumerate() {
+                let name = format!("{tag}_{mode}_{i:02}_{}", call.graph);
+                call_case(&root.join(&name), &a, call, &weights);
+                names.push(name);
+            }
+        }
+    }
+    let out = std::process::Command::new(&py).arg(repo().join("tools/xla_check.py")).arg(&root).output().unwrap();
+    assert!(out.status.success(), "xla_check.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    let results: BTreeMap<String, Option<String>> =
+        serde_json::from_str(&std::fs::read_to_string(root.join("results.json")).unwrap()).unwrap();
+    let fused = names.iter().filter(|n| n.contains("fused")).count();
+    let bad: Vec<String> = names
+        .iter()
+        .filter_map(|n| match results.get(n) {
+            Some(None) => None,
+            other => Some(format!("{n}: {other:?}")),
+        })
+        .collect();
+    eprintln!("{} calls replayed on XLA ({fused} fused rounds), {} differ", names.len(), bad.len());
+    assert!(bad.is_empty(), "XLA disagrees with the reference backend:\n{}", bad.join("\n"));
+}

@@ -265,3 +265,35 @@ fn greedy_loop(
     }
     tokens
 }
+
+/// The target with its output projection negated: its proposals are the
+/// target's least likely tokens, so it never agrees.
+pub fn contrarian(target: &std::path::Path) -> specc_spec::DecoderModel {
+    use specc_ir::{Op, WeightBytes, WeightStore};
+    let m = specc_onnx::import_file(target).unwrap();
+    let g = &m.graph;
+    let mut id = g.output_by_name("logits").unwrap().node;
+    while !matches!(g.node(id).op, Op::Dot { .. }) {
+        id = g.node(id).operands[0];
+    }
+    let head = g.node(id).operands.iter().find(|&&o| matches!(g.node(o).op, Op::Weight { .. })).copied().expect("lm_head weight");
+    let name = g.node(head).name.clone();
+    let mut store = WeightStore::new();
+    for n in m.weights.names().map(String::from).collect::<Vec<_>>() {
+        let e = m.weights.get(&n).unwrap();
+        let bytes = if n == name {
+            let raw = e.bytes.read().unwrap();
+            let neg: Vec<u8> = raw.chunks_exact(4).flat_map(|c| (-f32::from_le_bytes(c.try_into().unwrap())).to_le_bytes()).collect();
+            WeightBytes::Owned(std::sync::Arc::new(neg))
+        } else {
+            e.bytes.clone()
+        };
+        store.insert(n, e.ty.clone(), bytes).unwrap();
+    }
+    specc_spec::DecoderModel::new("draft", m.graph, store).unwrap()
+}
+
+pub fn decoder(role: &str, path: &std::path::Path) -> specc_spec::DecoderModel {
+    let m = specc_onnx::import_file(path).unwrap();
+    specc_spec::DecoderModel::new(role, m.graph, m.weights).unwrap()
+}

@@ -25,6 +25,14 @@ impl<B: burn_backend::Backend> Reference<B> {
     }
 }
 
+impl<B: burn_backend::Backend> Reference<B> {
+    /// A state tensor (a KV cache) read back to the host: for debugging and
+    /// for checking the loop against other executors.
+    pub fn state(&self, name: &str) -> Option<Literal> {
+        self.state.get(name).map(Value::to_literal)
+    }
+}
+
 impl Default for Reference<specc_interp::Cpu> {
     fn default() -> Self {
         Reference::new(specc_interp::cpu_device())
