@@ -67,8 +67,7 @@ def run_case(path):
     want = [expected[str(i)] for i in range(len(expected))]
     dev = jax.devices("cpu")[0]
 
-    def compile_and_run(proto):
-        key = hashlib.sha256(proto).hexdigest()
+    def compile_and_run(proto, key):
         exe = _EXECUTABLES.get(key)
         if exe is None:
             mlir = _jax.mlir.hlo_to_stablehlo(proto)
@@ -88,8 +87,10 @@ def run_case(path):
     alias_text, alias_proto = aliases(parsed.to_string()), aliases(_hlo.XlaComputation(ours).as_hlo_text())
     if alias_text != alias_proto:
         return f"input_output_alias differs: text {alias_text} vs proto {alias_proto}"
-    out_text = compile_and_run(from_text)
-    out_proto = compile_and_run(ours)
+    # Keys: the text itself (XLA's re-serialization numbers ids afresh on
+    # every parse) and specc's proto bytes.
+    out_text = compile_and_run(from_text, "text:" + hashlib.sha256(text.encode()).hexdigest())
+    out_proto = compile_and_run(ours, "proto:" + hashlib.sha256(ours).hexdigest())
     if len(out_proto) != len(want):
         return f"{len(out_proto)} outputs, the interpreter gave {len(want)}"
     def widened(a):
