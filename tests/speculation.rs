@@ -41,7 +41,7 @@ fn prompts(arch: &str, vocab: i64) -> Vec<Vec<i64>> {
 fn compile(arch: &str, draft: Option<&DecoderModel>, k: usize, capacity: usize, tag: &str) -> Artifact {
     let target = decoder("target", &fixture(arch).join("with_past/model.onnx"));
     let out = tmp(&format!("{arch}-{tag}-k{k}"));
-    let spec = SpecConfig { k, capacity, buckets: vec![16, 32] };
+    let spec = SpecConfig { k, capacity, buckets: [16, 32].into_iter().filter(|&b| b <= capacity).collect() };
     let sources = GenerationSources { target: arch.into(), eos_token_ids: vec![1] };
     compile_models(
         &target,
@@ -107,4 +107,100 @@ fn greedy_speculation_is_lossless_for_every_target_draft_and_k() {
             );
         }
     }
+}
+
+fn compile_err(target: &str, draft: Option<&str>, spec: SpecConfig) -> String {
+    let o = specc::commands::compile::GenerationOptions { draft: draft.map(PathBuf::from), spec };
+    let out = tmp("err");
+    let e = specc::commands::compile::compile_generation(
+        std::path::Path::new(target),
+        &out,
+        &CompileOptions::default(),
+        &o,
+    )
+    .expect_err("must be refused");
+    assert!(!out.exists(), "a refused compile leaves no artifact");
+    e.to_string()
+}
+
+fn spec(k: usize, capacity: usize, buckets: Vec<usize>) -> SpecConfig {
+    SpecConfig { k, capacity, buckets }
+}
+
+#[test]
+fn mismatched_or_unusable_models_are_refused_clearly() {
+    let llama = fixture("llama").join("with_past/model.onnx");
+    let qwen2 = fixture("qwen2").join("with_past/model.onnx");
+    let (l, q) = (llama.to_str().unwrap(), qwen2.to_str().unwrap());
+    let e = compile_err(l, Some(q), spec(3, 64, vec![16]));
+    assert!(e.contains("do not share a vocabulary") && e.contains("512") && e.contains("2048"), "{e}");
+
+    // Same vocabulary size, different special tokens.
+    let dir = tmp("eos");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&qwen2, dir.join("model.onnx")).unwrap();
+    let cfg = std::fs::read_to_string(qwen2.parent().unwrap().join("config.json")).unwrap();
+    std::fs::write(dir.join("config.json"), cfg.replace("\"eos_token_id\": 1", "\"eos_token_id\": 7")).unwrap();
+    let e = compile_err(q, Some(dir.join("model.onnx").to_str().unwrap()), spec(3, 64, vec![16]));
+    assert!(e.contains("eos_token_id is 1 in the target's config.json but 7 in the draft's"), "{e}");
+
+    let e = compile_err(q, Some(q), spec(0, 64, vec![16]));
+    assert!(e.contains("--num-speculative-tokens must be at least 1, got 0"), "{e}");
+    let e = compile_err(q, None, spec(3, 64, vec![16, 128]));
+    assert!(e.contains("prompt bucket 128 must be in 1..=64"), "{e}");
+
+    let gemma = repo().join("graphs/small/tiny-gemma/with_past/model.onnx");
+    let e = compile_err(gemma.to_str().unwrap(), None, spec(3, 32, vec![8]));
+    assert!(e.contains("has no `position_ids` input") && e.contains("fixed-capacity KV cache"), "{e}");
+    let nocache = fixture("llama").join("nocache.onnx");
+    let e = compile_err(nocache.to_str().unwrap(), None, spec(3, 32, vec![8]));
+    assert!(e.contains("export it \"with past\""), "{e}");
+}
+
+#[test]
+fn prompts_eos_and_a_full_cache_behave_as_a_user_expects() {
+    let arch = "qwen2";
+    let path = fixture(arch).join("with_past/model.onnx");
+    let prompt = greedy_prompt(arch);
+    let want = oracle(arch, &prompt, 64);
+    let draft = decoder("draft", &path);
+    let a = compile(arch, Some(&draft), 5, 48, "edge");
+    let mut e = Engine::load(&a, Reference::default()).unwrap();
+    let greedy =
+        |n| GenerateOptions { max_new_tokens: n, mode: Mode::Draft, ignore_eos: true, eos: None, sampling: None };
+
+    let err = |e: specc_exec::ExecError| e.to_string();
+    assert!(err(e.generate(&[], &greedy(8), &mut |_| {}).unwrap_err()).contains("the prompt is empty"));
+    let long: Vec<i64> = (0..33).map(|i| i % 500).collect();
+    let msg = err(e.generate(&long, &greedy(8), &mut |_| {}).unwrap_err());
+    assert!(msg.contains("the prompt has 33 tokens; the largest prompt bucket is 32"), "{msg}");
+    let msg = err(e.generate(&[3, 999], &greedy(8), &mut |_| {}).unwrap_err());
+    assert!(msg.contains("token id 999 at prompt position 1 is outside the vocabulary (0..512)"), "{msg}");
+    let small = compile(arch, Some(&draft), 5, 24, "edge-small");
+    let mut e2 = Engine::load(&small, Reference::default()).unwrap();
+    let big: Vec<i64> = (0..24).collect();
+    let msg = err(e2.generate(&big, &greedy(8), &mut |_| {}).unwrap_err());
+    assert!(msg.contains("the prompt has 24 tokens but the KV cache holds 24"), "{msg}");
+
+    // An end token in the middle of an accepted run (the self-draft accepts
+    // all 6 tokens of each round): generation stops right after it.
+    let stop_at = (1..6).find(|&i| !want[..i].contains(&want[i])).expect("a fresh token inside the first round");
+    let mut o = greedy(64);
+    o.ignore_eos = false;
+    o.eos = Some(vec![want[stop_at]]);
+    let g = e.generate(&prompt, &o, &mut |_| {}).unwrap();
+    assert_eq!((g.tokens.as_slice(), g.stop), (&want[..=stop_at], specc_exec::StopReason::Eos));
+
+    // The cache fills mid-generation: a clean stop with every token right.
+    // Positions 11..=48 hold generated tokens; the last is emitted unstored.
+    let g = e.generate(&prompt, &greedy(64), &mut |_| {}).unwrap();
+    assert_eq!(g.stop, specc_exec::StopReason::CacheFull);
+    assert_eq!(g.tokens.len(), 48 - prompt.len() + 1);
+    assert_eq!(g.tokens, want[..g.tokens.len()]);
+
+    // No draft in the artifact: asking for draft speculation says so.
+    let none = compile(arch, None, 3, 48, "edge-none");
+    let mut e3 = Engine::load(&none, Reference::default()).unwrap();
+    let msg = err(e3.generate(&prompt, &greedy(8), &mut |_| {}).unwrap_err());
+    assert!(msg.contains("no draft model"), "{msg}");
 }

@@ -229,7 +229,11 @@ impl specc_exec::Backend for Recording {
         self.inner.load(a)
     }
 
-    fn execute(&mut self, graph: &str, inputs: &[(&str, &Literal)]) -> Result<Vec<(String, Literal)>, specc_exec::BackendError> {
+    fn execute(
+        &mut self,
+        graph: &str,
+        inputs: &[(&str, &Literal)],
+    ) -> Result<Vec<(String, Literal)>, specc_exec::BackendError> {
         let names = self.state_names(graph);
         let state_before = self.snapshot(&names);
         let returned = self.inner.execute(graph, inputs)?;
@@ -306,7 +310,8 @@ fn speculation_rounds_on_xla_match_the_reference_call_by_call() {
         let out = root.join(format!("artifact-{tag}"));
         let spec = specc_spec::SpecConfig { k: 3, capacity: 48, buckets: vec![16] };
         let sources = specc::commands::compile::GenerationSources { target: "qwen2".into(), eos_token_ids: vec![] };
-        specc::commands::compile::compile_models(&target, Some((d, tag)), &sources, &out, &Default::default(), &spec).unwrap();
+        specc::commands::compile::compile_models(&target, Some((d, tag)), &sources, &out, &Default::default(), &spec)
+            .unwrap();
         let a = specc_artifact::Artifact::open(&out).unwrap();
         let weights: BTreeMap<String, WeightStore> =
             a.manifest.models.iter().map(|m| (m.name.clone(), a.weights(&m.name).unwrap())).collect();
@@ -314,7 +319,13 @@ fn speculation_rounds_on_xla_match_the_reference_call_by_call() {
             let calls = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
             let rec = Recording { inner: specc_exec::Reference::default(), manifest: None, calls: calls.clone() };
             let mut engine = specc_exec::Engine::load(&a, rec).unwrap();
-            let o = specc_exec::GenerateOptions { max_new_tokens: 12, mode: specc_exec::Mode::Draft, ignore_eos: true, eos: None, sampling };
+            let o = specc_exec::GenerateOptions {
+                max_new_tokens: 12,
+                mode: specc_exec::Mode::Draft,
+                ignore_eos: true,
+                eos: None,
+                sampling,
+            };
             engine.generate(&prompt, &o, &mut |_| {}).unwrap();
             let mode = if sampling.is_some() { "sample" } else { "greedy" };
             for (i, call) in calls.borrow().iter().enumerate() {

@@ -6,6 +6,7 @@ speculation graph (tests/snapshots.rs) where a readable HLO text matters.
 Reuses tools/make_fixtures.py's model building and export. Regenerate with:
 
     .venv-fixtures/bin/python tools/make_tiny_pair.py
+    .venv-fixtures/bin/python tools/make_tiny_pair.py --gemma   # tiny-gemma (no position_ids)
 """
 
 import pathlib
@@ -46,5 +47,27 @@ def main() -> None:
         print("wrote", OUT / name / "with_past" / "model.onnx")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--gemma" not in sys.argv:
     main()
+
+
+def gemma() -> None:
+    """A tiny Gemma "with past" export: optimum gives it no position_ids
+    input (positions come from the past length), which a fixed-capacity
+    cache cannot serve; specc must refuse it clearly."""
+    from transformers import GemmaConfig
+
+    cfg = GemmaConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=8, max_position_embeddings=64, initializer_range=mf.INIT_STD,
+        bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    )
+    model = mf.build_model(mf.Arch("tiny-gemma", 13, cfg))
+    with tempfile.TemporaryDirectory() as tmp:
+        mf.save_hf_model(model, pathlib.Path(tmp))
+        mf.export_with_past(pathlib.Path(tmp), OUT / "tiny-gemma" / "with_past")
+    print("wrote", OUT / "tiny-gemma" / "with_past" / "model.onnx")
+
+
+if __name__ == "__main__" and "--gemma" in sys.argv:
+    gemma()

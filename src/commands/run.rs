@@ -73,7 +73,13 @@ pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
     if o.no_speculation && o.prompt_lookup {
         return Err(RunError::Usage("--no-speculation and --prompt-lookup exclude each other".into()));
     }
-    let opts = GenerateOptions { max_new_tokens: o.max_new_tokens, mode, ignore_eos: o.ignore_eos, eos: None, sampling: o.sampling };
+    let opts = GenerateOptions {
+        max_new_tokens: o.max_new_tokens,
+        mode,
+        ignore_eos: o.ignore_eos,
+        eos: None,
+        sampling: o.sampling,
+    };
     let json = o.json;
     let mut stdout = std::io::stdout();
     let mut stream = |tokens: &[i64]| {

@@ -276,14 +276,21 @@ pub fn contrarian(target: &std::path::Path) -> specc_spec::DecoderModel {
     while !matches!(g.node(id).op, Op::Dot { .. }) {
         id = g.node(id).operands[0];
     }
-    let head = g.node(id).operands.iter().find(|&&o| matches!(g.node(o).op, Op::Weight { .. })).copied().expect("lm_head weight");
+    let head = g
+        .node(id)
+        .operands
+        .iter()
+        .find(|&&o| matches!(g.node(o).op, Op::Weight { .. }))
+        .copied()
+        .expect("lm_head weight");
     let name = g.node(head).name.clone();
     let mut store = WeightStore::new();
     for n in m.weights.names().map(String::from).collect::<Vec<_>>() {
         let e = m.weights.get(&n).unwrap();
         let bytes = if n == name {
             let raw = e.bytes.read().unwrap();
-            let neg: Vec<u8> = raw.chunks_exact(4).flat_map(|c| (-f32::from_le_bytes(c.try_into().unwrap())).to_le_bytes()).collect();
+            let neg: Vec<u8> =
+                raw.chunks_exact(4).flat_map(|c| (-f32::from_le_bytes(c.try_into().unwrap())).to_le_bytes()).collect();
             WeightBytes::Owned(std::sync::Arc::new(neg))
         } else {
             e.bytes.clone()

@@ -65,9 +65,6 @@ impl DecoderModel {
                 return Err(err(format!("it has no `{name}` input")));
             }
         }
-        if graph.param_by_name("position_ids").is_none() {
-            return Err(SpecError::NoPositionIds { model: role.into() });
-        }
         let mut caches = Vec::new();
         let mut kv = None;
         for &p in graph.params() {
@@ -91,6 +88,9 @@ impl DecoderModel {
         let Some((kv_heads, head_dim)) = kv else {
             return Err(err("it has no `past_key_values.*` inputs (export it \"with past\")".into()));
         };
+        if graph.param_by_name("position_ids").is_none() {
+            return Err(SpecError::NoPositionIds { model: role.into() });
+        }
         let logits = graph.output_by_name("logits").ok_or_else(|| err("it has no `logits` output".into()))?;
         let vocab = graph
             .ty(logits.node)

@@ -65,7 +65,13 @@ fn finish(
 /// The prompt, padded to `bucket` tokens, written into an empty cache. The
 /// target's version also outputs `next_token`: the greedy choice after the
 /// last real token (`length` of them).
-pub fn prefill(m: &DecoderModel, bucket: usize, c: usize, with_token: bool, sample: bool) -> Result<BuiltGraph, SpecError> {
+pub fn prefill(
+    m: &DecoderModel,
+    bucket: usize,
+    c: usize,
+    with_token: bool,
+    sample: bool,
+) -> Result<BuiltGraph, SpecError> {
     let step = m.step_graph(bucket, c)?;
     let name = format!("{}_prefill_{bucket}{}", m.role, if sample { "_sample" } else { "" });
     let mut b = GraphBuilder::new(name.clone());
@@ -194,7 +200,13 @@ fn verify_pass(
 /// Both caches are parameters aliased to outputs. Cache slots past the
 /// accepted point hold rejected entries; the next round's mask hides them
 /// and its writes replace them.
-pub fn fused(draft: &DecoderModel, target: &DecoderModel, k: usize, c: usize, sample: bool) -> Result<BuiltGraph, SpecError> {
+pub fn fused(
+    draft: &DecoderModel,
+    target: &DecoderModel,
+    k: usize,
+    c: usize,
+    sample: bool,
+) -> Result<BuiltGraph, SpecError> {
     let first = draft.step_graph(2, c)?;
     let rest = draft.step_graph(1, c)?;
     let verify = target.step_graph(k + 1, c)?;

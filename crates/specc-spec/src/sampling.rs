@@ -216,7 +216,14 @@ pub fn one_hot(e: &mut Emit, tokens: NodeId, v: usize) -> R<NodeId> {
 /// drawn from `q` (`[K, V]`), against the target's `p` (`[K+1, V]`), at
 /// counter `pos`. Returns (accepted count `s64[]`, `tokens` `s64[K+1]`):
 /// the accepted proposals, then the correction (or bonus) token.
-pub fn accept_sampled(e: &mut Emit, drafts: NodeId, q: NodeId, p: NodeId, params: &Params, pos: NodeId) -> R<(NodeId, NodeId)> {
+pub fn accept_sampled(
+    e: &mut Emit,
+    drafts: NodeId,
+    q: NodeId,
+    p: NodeId,
+    params: &Params,
+    pos: NodeId,
+) -> R<(NodeId, NodeId)> {
     let k = e.dims(drafts)[0];
     let v = e.dims(p)[1];
     let p_head = e.slice(p, &[0, 0], &[k, v])?;
@@ -250,7 +257,11 @@ pub fn accept_sampled(e: &mut Emit, drafts: NodeId, q: NodeId, p: NodeId, params
     let before = e.compare(CompareDir::Lt, pos_idx, n)?;
     let at = e.compare(CompareDir::Eq, pos_idx, n)?;
     let zeros = e.constant(Literal::new(vec![k + 1], LiteralData::I64(vec![0; k + 1])).expect("sized"))?;
-    let corr_b = e.add("broadcast", specc_ir::Op::Broadcast { shape: specc_ir::Shape::fixed(&[k + 1]), dims: vec![0] }, &[correction])?;
+    let corr_b = e.add(
+        "broadcast",
+        specc_ir::Op::Broadcast { shape: specc_ir::Shape::fixed(&[k + 1]), dims: vec![0] },
+        &[correction],
+    )?;
     let tail = e.select(at, corr_b, zeros)?;
     let tokens = e.select(before, drafts_ext, tail)?;
     Ok((n, tokens))
