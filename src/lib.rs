@@ -1,6 +1,7 @@
 //! The `specc` command-line tool's library: what the subcommands do, so that
 //! tests drive the same code as users.
 
+pub mod bench;
 pub mod commands;
 pub mod neuronx;
 pub mod tensor_io;

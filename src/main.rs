@@ -105,6 +105,29 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Measure plain vs speculative generation on the same prompts: tokens/s,
+    /// acceptance, measured cost ratios and the formula's prediction.
+    Bench {
+        /// The artifact directory.
+        artifact: PathBuf,
+        /// Prompts, one JSON object per line with `prompt_ids`.
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+        /// A prompt as token ids (repeatable).
+        #[arg(long = "prompt-ids", value_delimiter = ',', num_args = 1)]
+        prompt_ids: Vec<i64>,
+        #[arg(long, default_value_t = 64)]
+        max_new_tokens: usize,
+        /// Repetitions of the whole prompt set.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Speculate with prompt lookup instead of the draft.
+        #[arg(long)]
+        prompt_lookup: bool,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text")]
+        output_format: String,
+    },
     /// Run an ONNX model once on the reference interpreter.
     Eval {
         /// The ONNX model.
@@ -254,6 +277,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Bench { artifact, prompts, prompt_ids, max_new_tokens, runs, prompt_lookup, output_format } => (|| {
+            let mut all = match &prompts {
+                Some(p) => specc::commands::bench::read_prompts(p)?,
+                None => vec![],
+            };
+            if !prompt_ids.is_empty() {
+                all.push(prompt_ids);
+            }
+            let json = output_format == "json";
+            Ok(specc::commands::bench::bench(&artifact, all, max_new_tokens, runs, prompt_lookup, json)?)
+        })(),
         Command::Eval { model, inputs, output, dims } => {
             specc::commands::eval::eval(&model, &inputs, &output, &dims).map_err(Into::into)
         }

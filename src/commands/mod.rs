@@ -1,6 +1,7 @@
 //! The subcommands. Each returns what it would print, so tests can check
 //! the text users see.
 
+pub mod bench;
 pub mod compile;
 pub mod eval;
 pub mod inspect;

@@ -203,6 +203,44 @@ impl<B: Backend> Engine<B> {
             .ok_or_else(|| ExecError::BadOutput { graph: graph.into(), output: name.into() })
     }
 
+    /// Mean wall time of one call of `graph` over `reps` calls, with
+    /// placeholder per-call inputs (token 0 at position 1, neutral sampling
+    /// parameters): the device cost of the graph, for cost ratios. The
+    /// state it writes is stale afterwards, which the next generation's
+    /// prefill and masks make harmless.
+    pub fn time_graph(&mut self, graph: &str, reps: usize) -> Result<f64, ExecError> {
+        let entry = self
+            .manifest
+            .graphs
+            .iter()
+            .find(|g| g.name == graph)
+            .cloned()
+            .ok_or_else(|| ExecError::Backend(BackendError::NoGraph(graph.into())))?;
+        let state: Vec<usize> = entry.outputs.iter().filter_map(|o| o.aliases_parameter).collect();
+        let mut inputs: Vec<(String, Literal)> = Vec::new();
+        for p in entry.parameters.iter().filter(|p| p.kind == "input" && !state.contains(&p.index)) {
+            let n: usize = p.shape.iter().product();
+            let value = match p.name.as_str() {
+                "pos" | "length" => 1.0,
+                "temperature" | "top_p" => 1.0,
+                _ => 0.0,
+            };
+            let data = match p.dtype.as_str() {
+                "f32" => LiteralData::F32(vec![value as f32; n]),
+                "s32" => LiteralData::I32(vec![value as i32; n]),
+                _ => LiteralData::I64(vec![value as i64; n]),
+            };
+            inputs.push((p.name.clone(), Literal::new(p.shape.clone(), data).expect("sized")));
+        }
+        let named: Vec<(&str, &Literal)> = inputs.iter().map(|(n, l)| (n.as_str(), l)).collect();
+        self.backend.execute(graph, &named)?; // warm-up
+        let start = Instant::now();
+        for _ in 0..reps.max(1) {
+            self.backend.execute(graph, &named)?;
+        }
+        Ok(start.elapsed().as_secs_f64() / reps.max(1) as f64)
+    }
+
     /// Generates after `prompt`; `on_tokens` sees the tokens as they are
     /// accepted (for streaming).
     pub fn generate(
