@@ -199,7 +199,9 @@ mod tests {
     #[test]
     fn formula_matches_the_published_examples() {
         // spec-decoding notes: a=0.8, c=0.05 -> best k=8, S=3.09; a=0.7, c=0.1 -> best k=4, S=1.98.
-        let best = |a: f64, c: f64| (1..=16).map(|k| (k, formula_speedup(a, k, c))).max_by(|x, y| x.1.partial_cmp(&y.1).unwrap()).unwrap();
+        let best = |a: f64, c: f64| {
+            (1..=16).map(|k| (k, formula_speedup(a, k, c))).max_by(|x, y| x.1.partial_cmp(&y.1).unwrap()).unwrap()
+        };
         let (k, s) = best(0.8, 0.05);
         assert_eq!(k, 8);
         assert!((s - 3.09).abs() < 0.01, "{s}");

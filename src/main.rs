@@ -277,17 +277,19 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Bench { artifact, prompts, prompt_ids, max_new_tokens, runs, prompt_lookup, output_format } => (|| {
-            let mut all = match &prompts {
-                Some(p) => specc::commands::bench::read_prompts(p)?,
-                None => vec![],
-            };
-            if !prompt_ids.is_empty() {
-                all.push(prompt_ids);
-            }
-            let json = output_format == "json";
-            Ok(specc::commands::bench::bench(&artifact, all, max_new_tokens, runs, prompt_lookup, json)?)
-        })(),
+        Command::Bench { artifact, prompts, prompt_ids, max_new_tokens, runs, prompt_lookup, output_format } => {
+            (|| {
+                let mut all = match &prompts {
+                    Some(p) => specc::commands::bench::read_prompts(p)?,
+                    None => vec![],
+                };
+                if !prompt_ids.is_empty() {
+                    all.push(prompt_ids);
+                }
+                let json = output_format == "json";
+                Ok(specc::commands::bench::bench(&artifact, all, max_new_tokens, runs, prompt_lookup, json)?)
+            })()
+        }
         Command::Eval { model, inputs, output, dims } => {
             specc::commands::eval::eval(&model, &inputs, &output, &dims).map_err(Into::into)
         }

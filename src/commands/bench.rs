@@ -32,13 +32,23 @@ pub fn read_prompts(path: &Path) -> Result<Vec<Vec<i64>>, BenchError> {
         let bad = |detail: String| BenchError::Prompt { path: shown.clone(), line: i + 1, detail };
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
         let ids = v["prompt_ids"].as_array().ok_or_else(|| bad("no `prompt_ids` array".into()))?;
-        let ids: Vec<i64> = ids.iter().map(|x| x.as_i64().ok_or_else(|| bad(format!("`{x}` is not a token id")))).collect::<Result<_, _>>()?;
+        let ids: Vec<i64> = ids
+            .iter()
+            .map(|x| x.as_i64().ok_or_else(|| bad(format!("`{x}` is not a token id"))))
+            .collect::<Result<_, _>>()?;
         out.push(ids);
     }
     Ok(out)
 }
 
-pub fn bench(dir: &Path, prompts: Vec<Vec<i64>>, max_new_tokens: usize, runs: usize, lookup: bool, json: bool) -> Result<String, BenchError> {
+pub fn bench(
+    dir: &Path,
+    prompts: Vec<Vec<i64>>,
+    max_new_tokens: usize,
+    runs: usize,
+    lookup: bool,
+    json: bool,
+) -> Result<String, BenchError> {
     if prompts.is_empty() {
         return Err(BenchError::Usage("give prompts with --prompt-ids or --prompts FILE.jsonl".into()));
     }

@@ -104,9 +104,15 @@ fn graph_kind(g: &Graph) -> &'static str {
 }
 
 /// A weight's model and name: generation graphs prefix weights with their
-/// model (`target::x`); single-model graphs do not.
-fn split_weight<'a>(name: &'a str, default_model: &'a str) -> (&'a str, &'a str) {
-    name.split_once("::").unwrap_or((default_model, name))
+/// model's role (`target::x`, `draft::x`); single-model graphs do not (and
+/// ONNX names may themselves contain `::`, as in `onnx::MatMul_12`).
+fn split_weight<'a>(name: &'a str, default_model: &'a str, roles: &[&str]) -> (&'a str, &'a str) {
+    for &role in roles {
+        if let Some(rest) = name.strip_prefix(role).and_then(|r| r.strip_prefix("::")) {
+            return (&name[..role.len()], rest);
+        }
+    }
+    (default_model, name)
 }
 
 /// Manifest entries for the parameters and outputs of a lowered graph;
@@ -116,6 +122,7 @@ fn tensor_entries(
     before: &Graph,
     aliases: &[(usize, usize)],
     model: &str,
+    roles: &[&str],
 ) -> (Vec<TensorEntry>, Vec<TensorEntry>) {
     let n = g.params().len();
     let changed = |was: DType, now: DType| (was != now).then(|| was.name().to_string());
@@ -139,7 +146,7 @@ fn tensor_entries(
     for id in g.ids() {
         if let Op::Weight { index } = g.node(id).op {
             let full = &g.node(id).name;
-            let (m, w) = split_weight(full, model);
+            let (m, w) = split_weight(full, model, roles);
             let mut e = entry(n + index, w, "weight", g.ty(id), format!("input{}", n + index));
             let was = before.weights().iter().find(|d| &d.name == full).map(|d| d.ty.dtype).unwrap_or(g.ty(id).dtype);
             e.narrowed_from = changed(was, g.ty(id).dtype);
@@ -171,6 +178,8 @@ struct Emitter<'a> {
     pb: ProgressBar,
     /// Weight names each model's graphs read.
     used_weights: BTreeMap<String, BTreeSet<String>>,
+    /// Model roles that prefix weight names (generation mode).
+    roles: Vec<&'static str>,
 }
 
 impl Emitter<'_> {
@@ -204,14 +213,14 @@ impl Emitter<'_> {
             violations,
         })?;
         for w in lowered.weights() {
-            let (m, n) = split_weight(&w.name, model);
+            let (m, n) = split_weight(&w.name, model, &self.roles);
             self.used_weights.entry(m.to_string()).or_default().insert(n.to_string());
         }
         let s = &self.staging;
         let hlo_pb = s.write(&format!("graphs/{name}.hlo.pb"), &specc_hlo::to_proto_bytes(&module))?;
         let hlo_txt = s.write(&format!("graphs/{name}.hlo.txt"), specc_hlo::to_text(&module).as_bytes())?;
         let ir = s.write(&format!("graphs/{name}.ir"), &lowered.to_bytes())?;
-        let (parameters, outputs) = tensor_entries(&lowered, g, aliases, model);
+        let (parameters, outputs) = tensor_entries(&lowered, g, aliases, model, &self.roles);
         let mut entry = GraphEntry {
             name: name.into(),
             model: model.into(),
@@ -323,6 +332,7 @@ fn emitter<'a>(out: &'a Path, o: &'a CompileOptions, pb: ProgressBar) -> Result<
         report: String::new(),
         pb,
         used_weights: BTreeMap::new(),
+        roles: vec![],
     })
 }
 
@@ -441,6 +451,7 @@ pub fn compile_models(
 ) -> Result<String, CompileError> {
     let t0 = Instant::now();
     let mut e = emitter(out, o, spinner("building the speculation graphs"))?;
+    e.roles = vec!["target", "draft"];
     let built = specc_spec::build_all(target, draft.map(|(m, _)| m), spec)?;
     writeln!(
         e.report,
