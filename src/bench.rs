@@ -104,7 +104,7 @@ pub fn measure<B: Backend>(
 ) -> Result<Report, ExecError> {
     let k = engine.speculation().k;
     let (mut plain, mut spec) = (Vec::new(), Vec::new());
-    let opts = |mode| GenerateOptions { max_new_tokens, mode, ignore_eos: true, eos: None, sampling: None };
+    let opts = |mode| GenerateOptions { ignore_eos: true, k: Some(k), ..GenerateOptions::greedy(max_new_tokens, mode) };
     for _ in 0..runs.max(1) {
         for p in prompts {
             plain.push(engine.generate(p, &opts(Mode::Plain), &mut |_| {})?.metrics);
@@ -121,8 +121,8 @@ pub fn measure<B: Backend>(
     let l = if drafts == 0 { 1.0 } else { 1.0 + accepted as f64 / drafts as f64 };
     let reps = 10;
     let t_decode = engine.time_graph("target_decode", reps)?;
-    let t_verify = engine.time_graph("verify", reps)?;
-    let t_fused = if engine.speculation().draft { engine.time_graph("fused", reps)? } else { t_verify };
+    let t_verify = engine.time_graph(&format!("verify_k{k}"), reps)?;
+    let t_fused = if engine.speculation().draft { engine.time_graph(&format!("fused_k{k}"), reps)? } else { t_verify };
     let draft_step = ((t_fused - t_verify) / k as f64).max(0.0);
     let costs = Costs {
         target_decode_ms: t_decode * 1e3,

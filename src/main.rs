@@ -33,9 +33,11 @@ enum Command {
         /// KV-cache capacity in tokens (prompt + generated); turns on generation graphs.
         #[arg(long)]
         max_seq_len: Option<usize>,
-        /// Speculative tokens per round (K).
-        #[arg(short = 'k', long = "num-speculative-tokens", default_value_t = 4)]
-        num_speculative_tokens: usize,
+        /// Speculative tokens per round (K): one value (`4`), a list (`2,4`)
+        /// or a range (`1-8`); a round graph is built for each, and `specc
+        /// run` uses the largest unless told otherwise (or adapts among them).
+        #[arg(short = 'k', long = "num-speculative-tokens", default_value = "4", value_parser = specc::commands::compile::parse_ks)]
+        num_speculative_tokens: std::vec::Vec<usize>,
         /// Prompt buckets (comma-separated lengths; default 32,128 capped at the capacity).
         #[arg(long, value_delimiter = ',')]
         prompt_buckets: Vec<usize>,
@@ -104,6 +106,14 @@ enum Command {
         /// Seed of the in-graph random generator.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Speculative tokens per round: one of the K the artifact was
+        /// compiled for (default: the largest); with --adaptive, the most.
+        #[arg(short = 'k', long = "num-speculative-tokens")]
+        num_speculative_tokens: Option<usize>,
+        /// Choose K each round from the acceptance seen so far and the
+        /// measured graph costs; stop speculating when it does not pay.
+        #[arg(long)]
+        adaptive: bool,
     },
     /// Measure plain vs speculative generation on the same prompts: tokens/s,
     /// acceptance, measured cost ratios and the formula's prediction.
@@ -158,7 +168,7 @@ fn report(e: &dyn std::error::Error) -> String {
 struct Generation {
     draft: Option<PathBuf>,
     max_seq_len: Option<usize>,
-    k: usize,
+    ks: Vec<usize>,
     buckets: Vec<usize>,
 }
 
@@ -193,7 +203,7 @@ fn compile(
         weights,
         neuronx: specc::neuronx::NeuronxOptions { model_type, auto_cast, opt_level, compiler: neuronx_cc },
     };
-    let Generation { draft, max_seq_len, k, buckets } = generation;
+    let Generation { draft, max_seq_len, ks, buckets } = generation;
     match (max_seq_len, &draft) {
         (None, None) => Ok(c::compile(&model, &out, &o)?),
         (None, Some(_)) => Err("--draft needs --max-seq-len (the KV-cache capacity)".into()),
@@ -204,7 +214,7 @@ fn compile(
             } else {
                 buckets
             };
-            let spec = specc_spec::SpecConfig { k, capacity, buckets };
+            let spec = specc_spec::SpecConfig { ks, capacity, buckets };
             Ok(c::compile_generation(&model, &out, &o, &c::GenerationOptions { draft, spec })?)
         }
     }
@@ -240,7 +250,7 @@ fn main() -> ExitCode {
             auto_cast,
             opt_level,
             neuronx_cc,
-            Generation { draft, max_seq_len, k: num_speculative_tokens, buckets: prompt_buckets },
+            Generation { draft, max_seq_len, ks: num_speculative_tokens, buckets: prompt_buckets },
         ),
         Command::Run {
             artifact,
@@ -254,6 +264,8 @@ fn main() -> ExitCode {
             top_k,
             top_p,
             seed,
+            num_speculative_tokens,
+            adaptive,
         } => {
             let sampling = Some(specc_exec::Sampling { temperature, top_k, top_p, seed });
             let json = match output_format.as_str() {
@@ -272,6 +284,8 @@ fn main() -> ExitCode {
                         ignore_eos,
                         json,
                         sampling,
+                        k: num_speculative_tokens,
+                        adaptive,
                     };
                     specc::commands::run::run(&artifact, &o).map_err(Into::into)
                 }

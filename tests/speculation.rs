@@ -38,10 +38,11 @@ fn prompts(arch: &str, vocab: i64) -> Vec<Vec<i64>> {
     vec![greedy_prompt(arch), short, long]
 }
 
-fn compile(arch: &str, draft: Option<&DecoderModel>, k: usize, capacity: usize, tag: &str) -> Artifact {
+fn compile(arch: &str, draft: Option<&DecoderModel>, ks: &[usize], capacity: usize, tag: &str) -> Artifact {
     let target = decoder("target", &fixture(arch).join("with_past/model.onnx"));
-    let out = tmp(&format!("{arch}-{tag}-k{k}"));
-    let spec = SpecConfig { k, capacity, buckets: [16, 32].into_iter().filter(|&b| b <= capacity).collect() };
+    let out = tmp(&format!("{arch}-{tag}-k{ks:?}"));
+    let spec =
+        SpecConfig { ks: ks.to_vec(), capacity, buckets: [16, 32].into_iter().filter(|&b| b <= capacity).collect() };
     let sources = GenerationSources { target: arch.into(), eos_token_ids: vec![1] };
     compile_models(
         &target,
@@ -55,9 +56,9 @@ fn compile(arch: &str, draft: Option<&DecoderModel>, k: usize, capacity: usize, 
     Artifact::open(&out).unwrap()
 }
 
-fn generate(a: &Artifact, prompt: &[i64], mode: Mode, n: usize) -> Generation {
+fn generate(a: &Artifact, prompt: &[i64], mode: Mode, k: Option<usize>, n: usize) -> Generation {
     let mut e = Engine::load(a, Reference::default()).unwrap();
-    let o = GenerateOptions { max_new_tokens: n, mode, ignore_eos: true, eos: None, sampling: None };
+    let o = GenerateOptions { ignore_eos: true, k, ..GenerateOptions::greedy(n, mode) };
     e.generate(prompt, &o, &mut |_| {}).unwrap()
 }
 
@@ -74,12 +75,13 @@ fn greedy_speculation_is_lossless_for_every_target_draft_and_k() {
         let ps = prompts(arch, vocab);
         let want: Vec<Vec<i64>> = ps.iter().map(|p| oracle(arch, p, NEW_TOKENS)).collect();
         let drafts = [("self", decoder("draft", &path)), ("contrarian", contrarian(&path))];
-        for k in [1, 3, 5] {
-            for (tag, d) in &drafts {
-                let a = compile(arch, Some(d), k, CAPACITY, tag);
+        for (tag, d) in &drafts {
+            // One artifact with round graphs for every K; the run picks K.
+            let a = compile(arch, Some(d), &[1, 3, 5], CAPACITY, tag);
+            for k in [1, 3, 5] {
                 let mut accepted = (0, 0);
                 for (p, w) in ps.iter().zip(&want) {
-                    let g = generate(&a, p, Mode::Draft, NEW_TOKENS);
+                    let g = generate(&a, p, Mode::Draft, Some(k), NEW_TOKENS);
                     assert_eq!(&g.tokens, w, "{arch} K={k} draft={tag} prompt {p:?}");
                     accepted.0 += g.metrics.num_accepted_tokens;
                     accepted.1 += g.metrics.num_draft_tokens;
@@ -95,13 +97,39 @@ fn greedy_speculation_is_lossless_for_every_target_draft_and_k() {
                 }
                 eprintln!("{arch} K={k} draft={tag}: acceptance {}/{}", accepted.0, accepted.1);
             }
+            // Adaptive K (among 1, 3, 5, or no speculation) stays lossless;
+            // a draft that never agrees is dropped after the warm-up rounds.
+            let mut e = Engine::load(&a, Reference::default()).unwrap();
+            for (p, w) in ps.iter().zip(&want) {
+                let o = GenerateOptions {
+                    ignore_eos: true,
+                    adaptive: true,
+                    ..GenerateOptions::greedy(NEW_TOKENS, Mode::Draft)
+                };
+                let g = e.generate(p, &o, &mut |_| {}).unwrap();
+                assert_eq!(&g.tokens, w, "{arch} adaptive draft={tag} prompt {p:?}");
+                if *tag == "contrarian" {
+                    assert!(
+                        g.metrics.num_drafts <= 6,
+                        "{arch}: {} rounds with a draft that never agrees",
+                        g.metrics.num_drafts
+                    );
+                }
+            }
+            let msg = e.generate(
+                &ps[0],
+                &GenerateOptions { k: Some(4), ..GenerateOptions::greedy(8, Mode::Draft) },
+                &mut |_| {},
+            );
+            let msg = msg.unwrap_err().to_string();
+            assert!(msg.contains("K=4 was not compiled") && msg.contains("[1, 3, 5]"), "{msg}");
         }
         // Plain decoding and prompt lookup on the same artifact kind give the same tokens.
-        let a = compile(arch, None, 3, CAPACITY, "none");
+        let a = compile(arch, None, &[3], CAPACITY, "none");
         for (p, w) in ps.iter().zip(&want) {
-            assert_eq!(&generate(&a, p, Mode::Plain, NEW_TOKENS).tokens, w, "{arch} plain");
+            assert_eq!(&generate(&a, p, Mode::Plain, None, NEW_TOKENS).tokens, w, "{arch} plain");
             assert_eq!(
-                &generate(&a, p, Mode::PromptLookup { max_ngram: 3 }, NEW_TOKENS).tokens,
+                &generate(&a, p, Mode::PromptLookup { max_ngram: 3 }, None, NEW_TOKENS).tokens,
                 w,
                 "{arch} prompt lookup"
             );
@@ -124,7 +152,7 @@ fn compile_err(target: &str, draft: Option<&str>, spec: SpecConfig) -> String {
 }
 
 fn spec(k: usize, capacity: usize, buckets: Vec<usize>) -> SpecConfig {
-    SpecConfig { k, capacity, buckets }
+    SpecConfig { ks: vec![k], capacity, buckets }
 }
 
 #[test]
@@ -145,7 +173,7 @@ fn mismatched_or_unusable_models_are_refused_clearly() {
     assert!(e.contains("eos_token_id is 1 in the target's config.json but 7 in the draft's"), "{e}");
 
     let e = compile_err(q, Some(q), spec(0, 64, vec![16]));
-    assert!(e.contains("--num-speculative-tokens must be at least 1, got 0"), "{e}");
+    assert!(e.contains("--num-speculative-tokens must be at least 1, got [0]"), "{e}");
     let e = compile_err(q, None, spec(3, 64, vec![16, 128]));
     assert!(e.contains("prompt bucket 128 must be in 1..=64"), "{e}");
 
@@ -164,10 +192,9 @@ fn prompts_eos_and_a_full_cache_behave_as_a_user_expects() {
     let prompt = greedy_prompt(arch);
     let want = oracle(arch, &prompt, 64);
     let draft = decoder("draft", &path);
-    let a = compile(arch, Some(&draft), 5, 48, "edge");
+    let a = compile(arch, Some(&draft), &[5], 48, "edge");
     let mut e = Engine::load(&a, Reference::default()).unwrap();
-    let greedy =
-        |n| GenerateOptions { max_new_tokens: n, mode: Mode::Draft, ignore_eos: true, eos: None, sampling: None };
+    let greedy = |n| GenerateOptions { ignore_eos: true, ..GenerateOptions::greedy(n, Mode::Draft) };
 
     let err = |e: specc_exec::ExecError| e.to_string();
     assert!(err(e.generate(&[], &greedy(8), &mut |_| {}).unwrap_err()).contains("the prompt is empty"));
@@ -176,7 +203,7 @@ fn prompts_eos_and_a_full_cache_behave_as_a_user_expects() {
     assert!(msg.contains("the prompt has 33 tokens; the largest prompt bucket is 32"), "{msg}");
     let msg = err(e.generate(&[3, 999], &greedy(8), &mut |_| {}).unwrap_err());
     assert!(msg.contains("token id 999 at prompt position 1 is outside the vocabulary (0..512)"), "{msg}");
-    let small = compile(arch, Some(&draft), 5, 24, "edge-small");
+    let small = compile(arch, Some(&draft), &[5], 24, "edge-small");
     let mut e2 = Engine::load(&small, Reference::default()).unwrap();
     let big: Vec<i64> = (0..24).collect();
     let msg = err(e2.generate(&big, &greedy(8), &mut |_| {}).unwrap_err());
@@ -199,8 +226,47 @@ fn prompts_eos_and_a_full_cache_behave_as_a_user_expects() {
     assert_eq!(g.tokens, want[..g.tokens.len()]);
 
     // No draft in the artifact: asking for draft speculation says so.
-    let none = compile(arch, None, 3, 48, "edge-none");
+    let none = compile(arch, None, &[3], 48, "edge-none");
     let mut e3 = Engine::load(&none, Reference::default()).unwrap();
     let msg = err(e3.generate(&prompt, &greedy(8), &mut |_| {}).unwrap_err());
     assert!(msg.contains("no draft model"), "{msg}");
+}
+
+/// `specc` on the command line, returning (success, stdout, stderr).
+fn specc(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_specc")).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_cli_compiles_several_k_and_runs_any_of_them_losslessly() {
+    let pair = repo().join("graphs/small");
+    let (t, d) = (pair.join("tiny-target/with_past/model.onnx"), pair.join("tiny-draft/with_past/model.onnx"));
+    let out = tmp("cli-ks");
+    let (t, d, o) = (t.to_str().unwrap(), d.to_str().unwrap(), out.to_str().unwrap());
+    let (ok, _, err) =
+        specc(&["compile", t, "--draft", d, "--max-seq-len", "64", "-k", "1-3,5", "--target", "xla", "-o", o]);
+    assert!(ok, "{err}");
+    let tokens = |extra: &[&str]| {
+        let mut args = vec!["run", o, "--prompt-ids", "5,9,2", "--max-new-tokens", "24", "--ignore-eos"];
+        args.extend(["--output-format", "json"]);
+        args.extend(extra);
+        let (ok, stdout, err) = specc(&args);
+        assert!(ok, "{extra:?}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        (v["tokens"].clone(), v["k"].clone())
+    };
+    let (plain, _) = tokens(&["--no-speculation"]);
+    assert_eq!(plain.as_array().unwrap().len(), 24);
+    for k in ["1", "2", "3", "5"] {
+        assert_eq!(tokens(&["-k", k]), (plain.clone(), serde_json::json!(k.parse::<u64>().unwrap())), "K={k}");
+    }
+    assert_eq!(tokens(&[]).1, serde_json::json!(5), "the default K is the largest compiled");
+    assert_eq!(tokens(&["--adaptive"]).0, plain);
+
+    let (ok, _, err) = specc(&["run", o, "--prompt-ids", "5,9,2", "-k", "4"]);
+    assert!(!ok && err.contains("K=4 was not compiled") && err.contains("[1, 2, 3, 5]"), "{err}");
+    let (ok, _, err) = specc(&["compile", t, "--draft", d, "--max-seq-len", "64", "-k", "0", "-o", o]);
+    assert!(!ok && err.contains("give K as a number") && !err.contains("panicked"), "{err}");
 }

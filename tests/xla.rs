@@ -308,7 +308,7 @@ fn speculation_rounds_on_xla_match_the_reference_call_by_call() {
     let mut names = Vec::new();
     for (tag, d) in &drafts {
         let out = root.join(format!("artifact-{tag}"));
-        let spec = specc_spec::SpecConfig { k: 3, capacity: 48, buckets: vec![16] };
+        let spec = specc_spec::SpecConfig { ks: vec![3], capacity: 48, buckets: vec![16] };
         let sources = specc::commands::compile::GenerationSources { target: "qwen2".into(), eos_token_ids: vec![] };
         specc::commands::compile::compile_models(&target, Some((d, tag)), &sources, &out, &Default::default(), &spec)
             .unwrap();
@@ -320,11 +320,9 @@ fn speculation_rounds_on_xla_match_the_reference_call_by_call() {
             let rec = Recording { inner: specc_exec::Reference::default(), manifest: None, calls: calls.clone() };
             let mut engine = specc_exec::Engine::load(&a, rec).unwrap();
             let o = specc_exec::GenerateOptions {
-                max_new_tokens: 12,
-                mode: specc_exec::Mode::Draft,
                 ignore_eos: true,
-                eos: None,
                 sampling,
+                ..specc_exec::GenerateOptions::greedy(12, specc_exec::Mode::Draft)
             };
             engine.generate(&prompt, &o, &mut |_| {}).unwrap();
             let mode = if sampling.is_some() { "sample" } else { "greedy" };

@@ -455,9 +455,9 @@ pub fn compile_models(
     let built = specc_spec::build_all(target, draft.map(|(m, _)| m), spec)?;
     writeln!(
         e.report,
-        "{} graphs for K={}, cache capacity {}, prompt buckets {:?}{}:",
+        "{} graphs for K in {:?}, cache capacity {}, prompt buckets {:?}{}:",
         built.len(),
-        spec.k,
+        spec.ks,
         spec.capacity,
         spec.buckets,
         if draft.is_some() { ", with a draft" } else { ", no draft (prompt lookup)" }
@@ -477,8 +477,12 @@ pub fn compile_models(
     }
     let mut buckets = spec.buckets.clone();
     buckets.sort_unstable();
+    let mut ks = spec.ks.clone();
+    ks.sort_unstable();
+    ks.dedup();
     manifest.speculation = Some(Speculation {
-        k: spec.k,
+        k: spec.max_k(),
+        ks,
         capacity: spec.capacity,
         buckets,
         vocab: target.vocab,
@@ -490,4 +494,40 @@ pub fn compile_models(
 
 pub fn parse_target(s: &str) -> Result<Target, String> {
     Target::parse(s).ok_or_else(|| format!("unknown target `{s}` (trn1, trn2, inf2 or xla)"))
+}
+
+/// Parses `-k`: `4`, `2,4,6` or `1-8` (sorted, without repeats).
+pub fn parse_ks(s: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("`{s}`: give K as a number (4), a list (2,4) or a range (1-8), each at least 1");
+    let mut ks = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<usize>(), b.trim().parse::<usize>()),
+            None => (part.parse::<usize>(), part.parse::<usize>()),
+        };
+        let (lo, hi) = (lo.map_err(|_| bad())?, hi.map_err(|_| bad())?);
+        if lo == 0 || hi < lo {
+            return Err(bad());
+        }
+        ks.extend(lo..=hi);
+    }
+    ks.sort_unstable();
+    ks.dedup();
+    Ok(ks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ks;
+
+    #[test]
+    fn k_lists_and_ranges_parse_and_nonsense_is_refused() {
+        assert_eq!(parse_ks("4"), Ok(vec![4]));
+        assert_eq!(parse_ks("5,2,2"), Ok(vec![2, 5]));
+        assert_eq!(parse_ks("1-4,7"), Ok(vec![1, 2, 3, 4, 7]));
+        for bad in ["0", "3-1", "x", "", "2,", "1-"] {
+            assert!(parse_ks(bad).unwrap_err().contains("give K as a number"), "{bad}");
+        }
+    }
 }

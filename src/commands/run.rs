@@ -27,10 +27,14 @@ pub struct RunOptions {
     pub ignore_eos: bool,
     pub json: bool,
     pub sampling: Option<specc_exec::Sampling>,
+    /// Speculative tokens per round (a compiled K); None: the largest.
+    pub k: Option<usize>,
+    /// Adapt K between rounds (up to `k`).
+    pub adaptive: bool,
 }
 
 /// The summary people read after a run.
-pub fn summary(g: &Generation, k: usize, backend: &str) -> String {
+pub fn summary(g: &Generation, k: &str, backend: &str) -> String {
     let m = &g.metrics;
     let mut s = String::new();
     writeln!(s, "\n--").unwrap();
@@ -49,7 +53,7 @@ pub fn summary(g: &Generation, k: usize, backend: &str) -> String {
         let rates: Vec<String> = m.per_position_rate().iter().map(|r| format!("{r:.2}")).collect();
         writeln!(
             s,
-            "speculation: K={k}, {} rounds, mean acceptance length {:.2}, draft acceptance rate {:.2}, accepted per position [{}]",
+            "speculation: {k}, {} rounds, mean acceptance length {:.2}, draft acceptance rate {:.2}, accepted per position [{}]",
             m.num_drafts,
             m.mean_acceptance_length(),
             m.draft_acceptance_rate(),
@@ -79,7 +83,11 @@ pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
         ignore_eos: o.ignore_eos,
         eos: None,
         sampling: o.sampling,
+        k: o.k,
+        adaptive: o.adaptive,
     };
+    let k = o.k.unwrap_or(spec.k);
+    let k_label = if o.adaptive { format!("adaptive K (at most {k})") } else { format!("K={k}") };
     let json = o.json;
     let mut stdout = std::io::stdout();
     let mut stream = |tokens: &[i64]| {
@@ -97,7 +105,8 @@ pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
             "tokens": g.tokens,
             "stop": g.stop,
             "mode": format!("{mode:?}"),
-            "k": spec.k,
+            "k": k,
+            "adaptive": o.adaptive,
             "metrics": m,
             "mean_acceptance_length": m.mean_acceptance_length(),
             "draft_acceptance_rate": m.draft_acceptance_rate(),
@@ -108,5 +117,5 @@ pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
         });
         return Ok(format!("{}\n", serde_json::to_string_pretty(&v).expect("json")));
     }
-    Ok(summary(&g, spec.k, engine.backend_name()))
+    Ok(summary(&g, &k_label, engine.backend_name()))
 }

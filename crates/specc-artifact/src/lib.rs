@@ -120,8 +120,10 @@ pub struct TensorEntry {
 /// What a speculative-decoding artifact was compiled for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Speculation {
-    /// Speculative tokens per round.
+    /// The default speculative tokens per round (the largest compiled).
     pub k: usize,
+    /// Every K with round graphs (`fused_k{K}`, `verify_k{K}`).
+    pub ks: Vec<usize>,
     /// KV-cache capacity in tokens.
     pub capacity: usize,
     /// Prompt buckets, ascending.

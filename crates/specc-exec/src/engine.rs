@@ -34,6 +34,8 @@ pub enum ExecError {
     TokenOutOfRange { token: i64, at: usize, vocab: usize },
     #[error("this artifact has no draft model: use prompt lookup or no speculation, or recompile with --draft")]
     NoDraft,
+    #[error("K={k} was not compiled; this artifact has round graphs for K in {available:?} (recompile with -k)")]
+    KNotCompiled { k: usize, available: Vec<usize> },
     #[error("invalid sampling parameters: {0}")]
     Sampling(String),
     #[error("graph `{graph}` returned no `{output}`")]
@@ -72,6 +74,19 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// End-of-sequence ids to use instead of the model config's.
     pub eos: Option<Vec<i64>>,
+    /// Speculative tokens per round (one of the compiled K; default: the
+    /// artifact's default). With `adaptive`, the largest K to use.
+    pub k: Option<usize>,
+    /// Choose K each round from the observed acceptance and the measured
+    /// costs, and stop speculating for the request when it does not pay.
+    pub adaptive: bool,
+}
+
+impl GenerateOptions {
+    /// Greedy, no end-of-sequence override, the artifact's K.
+    pub fn greedy(max_new_tokens: usize, mode: Mode) -> GenerateOptions {
+        GenerateOptions { sampling: None, max_new_tokens, mode, ignore_eos: false, eos: None, k: None, adaptive: false }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -94,6 +109,75 @@ pub struct Engine<B: Backend> {
     backend: B,
     spec: Speculation,
     manifest: specc_artifact::Manifest,
+    /// Measured seconds per call, by graph (for the adaptive policy).
+    costs: std::collections::HashMap<String, f64>,
+}
+
+/// The round graph for K (`fused_k4`, `verify_k2`, ...; `call` appends
+/// `_sample`): the names `specc_spec::graphs::round_graph_name` gives.
+fn round_graph(base: &str, k: usize) -> String {
+    format!("{base}_k{k}")
+}
+
+/// The adaptive policy: a per-token acceptance estimate updated every
+/// round, and measured costs per round size; each round takes the K (or no
+/// speculation) with the best expected tokens per second.
+pub struct Policy {
+    /// (K, seconds per round); K = 0 is a plain decode step.
+    costs: Vec<(usize, f64)>,
+    /// Accepted proposals and rejections seen, with a prior of 0.6 worth
+    /// four rounds, so a few early rejections do not end speculation.
+    accepted: f64,
+    rejected: f64,
+    /// Once speculation stops paying for this request it stays off: the
+    /// draft's cache would miss the plainly decoded tokens.
+    off: bool,
+    rounds: usize,
+}
+
+impl Policy {
+    /// Warm-up rounds before the policy may turn speculation off.
+    const WARM_UP: usize = 4;
+
+    pub fn new(costs: Vec<(usize, f64)>) -> Policy {
+        Policy { costs, accepted: 2.4, rejected: 1.6, off: false, rounds: 0 }
+    }
+
+    pub fn alpha(&self) -> f64 {
+        self.accepted / (self.accepted + self.rejected)
+    }
+
+    /// Expected generated tokens per second of a round of size `k`.
+    fn rate(&self, k: usize, t: f64) -> f64 {
+        let a = self.alpha();
+        let tokens = if k == 0 { 1.0 } else { (1.0 - a.powi(k as i32 + 1)) / (1.0 - a).max(1e-9) };
+        tokens / t
+    }
+
+    pub fn choose(&self) -> usize {
+        if self.off {
+            return 0;
+        }
+        let best = self
+            .costs
+            .iter()
+            .filter(|(k, _)| *k > 0 || self.rounds >= Self::WARM_UP)
+            .max_by(|a, b| self.rate(a.0, a.1).partial_cmp(&self.rate(b.0, b.1)).expect("finite rates"))
+            .map(|(k, _)| *k)
+            .unwrap_or(0);
+        best
+    }
+
+    pub fn observe(&mut self, k: usize, accepted: usize) {
+        self.rounds += 1;
+        self.accepted += accepted as f64;
+        if accepted < k {
+            self.rejected += 1.0;
+        }
+        if self.choose() == 0 {
+            self.off = true;
+        }
+    }
 }
 
 /// Emits tokens into the output until the budget or an end token.
@@ -134,7 +218,7 @@ impl<B: Backend> Engine<B> {
             .clone()
             .ok_or_else(|| ExecError::NotGeneration(artifact.dir.display().to_string()))?;
         backend.load(artifact)?;
-        Ok(Engine { backend, spec, manifest: artifact.manifest.clone() })
+        Ok(Engine { backend, spec, manifest: artifact.manifest.clone(), costs: Default::default() })
     }
 
     pub fn speculation(&self) -> &Speculation {
@@ -203,6 +287,38 @@ impl<B: Backend> Engine<B> {
             .ok_or_else(|| ExecError::BadOutput { graph: graph.into(), output: name.into() })
     }
 
+    /// The adaptive policy for this request: round costs measured once per
+    /// engine (first use) for the round graphs of `ks` and the plain step.
+    fn policy(&mut self, ks: &[usize], mode: Mode, sampling: Option<&Sampling>) -> Result<Policy, ExecError> {
+        let suffix = if sampling.is_some() { "_sample" } else { "" };
+        let base = if mode == Mode::Draft { "fused" } else { "verify" };
+        let mut costs = vec![(0, format!("target_decode{suffix}"))];
+        costs.extend(ks.iter().map(|&k| (k, format!("{}{suffix}", round_graph(base, k)))));
+        let mut out = Vec::new();
+        for (k, graph) in costs {
+            let t = match self.costs.get(&graph) {
+                Some(&t) => t,
+                None => {
+                    let t = self.time_graph(&graph, 3)?;
+                    self.costs.insert(graph, t);
+                    t
+                }
+            };
+            // A plain step competes with draft rounds only: with prompt
+            // lookup a round happens only on a match, and a miss is already
+            // a plain step, so turning lookup off would only lose matches.
+            let keep = match mode {
+                Mode::Plain => k == 0,
+                Mode::Draft => true,
+                Mode::PromptLookup { .. } => k > 0,
+            };
+            if keep {
+                out.push((k, t));
+            }
+        }
+        Ok(Policy::new(out))
+    }
+
     /// Mean wall time of one call of `graph` over `reps` calls, with
     /// placeholder per-call inputs (token 0 at position 1, neutral sampling
     /// parameters): the device cost of the graph, for cost ratios. The
@@ -249,7 +365,12 @@ impl<B: Backend> Engine<B> {
         o: &GenerateOptions,
         on_tokens: &mut dyn FnMut(&[i64]),
     ) -> Result<Generation, ExecError> {
-        let (k, cap) = (self.spec.k, self.spec.capacity);
+        let cap = self.spec.capacity;
+        let k_max = o.k.unwrap_or(self.spec.k);
+        if !self.spec.ks.contains(&k_max) {
+            return Err(ExecError::KNotCompiled { k: k_max, available: self.spec.ks.clone() });
+        }
+        let ks: Vec<usize> = self.spec.ks.iter().copied().filter(|&k| k <= k_max).collect();
         if prompt.is_empty() {
             return Err(ExecError::EmptyPrompt);
         }
@@ -280,7 +401,8 @@ impl<B: Backend> Engine<B> {
         };
         let sampling = sampling.as_ref();
         let mut m =
-            Metrics { accepted_per_position: vec![0; k], prompt_tokens: prompt.len() as u64, ..Default::default() };
+            Metrics { accepted_per_position: vec![0; k_max], prompt_tokens: prompt.len() as u64, ..Default::default() };
+        let mut policy = if o.adaptive { Some(self.policy(&ks, o.mode, sampling)?) } else { None };
         let eos = match (&o.eos, o.ignore_eos) {
             (_, true) => vec![],
             (Some(ids), false) => ids.clone(),
@@ -314,24 +436,33 @@ impl<B: Backend> Engine<B> {
         let (mut prev, mut cur, mut pos) = (*prompt.last().expect("non-empty"), first, prompt.len());
 
         while sink.stop.is_none() {
-            let round_fits = pos + k < cap;
+            // This round's K (0: a plain step), if a round fits in the cache.
+            let want = match &policy {
+                Some(p) => p.choose(),
+                None if o.mode == Mode::Plain => 0,
+                None => k_max,
+            };
+            // Near the end of the cache, the largest compiled K that fits.
+            let k = ks.iter().copied().filter(|&k| k <= want && pos + k < cap).max().unwrap_or(0);
             let proposals = match o.mode {
-                Mode::PromptLookup { max_ngram } if round_fits => lookup::propose(&history, k, max_ngram),
+                Mode::PromptLookup { max_ngram } if k > 0 => lookup::propose(&history, k, max_ngram),
                 _ => None,
             };
-            let (accepted, choices) = if o.mode == Mode::Draft && round_fits {
-                let last = self.ints("fused", "last_tokens", vec![1, 2], &[prev, cur]);
-                let p = self.ints("fused", "pos", vec![], &[pos as i64]);
-                let outs = self.call(&mut m, "fused", sampling, &[("last_tokens", &last), ("pos", &p)])?;
-                (Self::scalar_out(&outs, "fused", "accepted")? as usize, Self::vec_out(&outs, "fused", "tokens")?)
+            let (accepted, choices) = if o.mode == Mode::Draft && k > 0 {
+                let g = round_graph("fused", k);
+                let last = self.ints(&g, "last_tokens", vec![1, 2], &[prev, cur]);
+                let p = self.ints(&g, "pos", vec![], &[pos as i64]);
+                let outs = self.call(&mut m, &g, sampling, &[("last_tokens", &last), ("pos", &p)])?;
+                (Self::scalar_out(&outs, &g, "accepted")? as usize, Self::vec_out(&outs, &g, "tokens")?)
             } else if let Some(mut props) = proposals {
+                let g = round_graph("verify", k);
                 props.resize(k, *props.last().expect("non-empty proposals"));
                 let mut seq = vec![cur];
                 seq.extend(&props);
-                let t = self.ints("verify", "tokens", vec![1, k + 1], &seq);
-                let p = self.ints("verify", "pos", vec![], &[pos as i64]);
-                let outs = self.call(&mut m, "verify", sampling, &[("tokens", &t), ("pos", &p)])?;
-                (Self::scalar_out(&outs, "verify", "accepted")? as usize, Self::vec_out(&outs, "verify", "tokens")?)
+                let t = self.ints(&g, "tokens", vec![1, k + 1], &seq);
+                let p = self.ints(&g, "pos", vec![], &[pos as i64]);
+                let outs = self.call(&mut m, &g, sampling, &[("tokens", &t), ("pos", &p)])?;
+                (Self::scalar_out(&outs, &g, "accepted")? as usize, Self::vec_out(&outs, &g, "tokens")?)
             } else if pos < cap {
                 // A plain step: no proposals, or no room for a round.
                 let t = self.ints("target_decode", "token", vec![1, 1], &[cur]);
@@ -346,6 +477,9 @@ impl<B: Backend> Engine<B> {
                 sink.stop = Some(StopReason::CacheFull);
                 break;
             };
+            if let Some(p) = policy.as_mut() {
+                p.observe(k, accepted);
+            }
             m.num_drafts += 1;
             m.num_draft_tokens += k as u64;
             m.num_accepted_tokens += accepted as u64;

@@ -95,6 +95,11 @@ pub fn prefill(
     finish(b, name, "prefill", aliases)
 }
 
+/// `fused_k4`, `verify_k2_sample`, ...: one round graph per K.
+pub fn round_graph_name(base: &str, k: usize, sample: bool) -> String {
+    format!("{base}_k{k}{}", if sample { "_sample" } else { "" })
+}
+
 /// Declares the run-time sampling parameters.
 fn sampling_params(b: &mut GraphBuilder) -> R<Params> {
     Ok(Params {
@@ -210,8 +215,8 @@ pub fn fused(
     let first = draft.step_graph(2, c)?;
     let rest = draft.step_graph(1, c)?;
     let verify = target.step_graph(k + 1, c)?;
-    let name = if sample { "fused_sample" } else { "fused" };
-    let mut b = GraphBuilder::new(name);
+    let name = round_graph_name("fused", k, sample);
+    let mut b = GraphBuilder::new(name.clone());
     let last2 = b.parameter("last_tokens", TensorType::fixed(DType::I64, &[1, 2]))?;
     let pos = b.parameter("pos", TensorType::scalar(DType::I64))?;
     let params = if sample { Some(sampling_params(&mut b)?) } else { None };
@@ -266,15 +271,15 @@ pub fn fused(
     b.output("tokens", choices)?;
     cache_outputs(&mut b, draft, &dcache, &dc, &mut aliases)?;
     cache_outputs(&mut b, target, &tcache, &tc, &mut aliases)?;
-    finish(b, name.into(), "fused", aliases)
+    finish(b, name, "fused", aliases)
 }
 
 /// The target checks K proposals made on the host (prompt lookup):
 /// `tokens` = the last accepted token and the K proposals, at `pos`.
 pub fn verify(target: &DecoderModel, k: usize, c: usize, sample: bool) -> Result<BuiltGraph, SpecError> {
     let step = target.step_graph(k + 1, c)?;
-    let name = if sample { "verify_sample" } else { "verify" };
-    let mut b = GraphBuilder::new(name);
+    let name = round_graph_name("verify", k, sample);
+    let mut b = GraphBuilder::new(name.clone());
     let tokens = b.parameter("tokens", TensorType::fixed(DType::I64, &[1, k + 1]))?;
     let pos = b.parameter("pos", TensorType::scalar(DType::I64))?;
     let params = if sample { Some(sampling_params(&mut b)?) } else { None };
@@ -296,5 +301,5 @@ pub fn verify(target: &DecoderModel, k: usize, c: usize, sample: bool) -> Result
     b.output("accepted", n)?;
     b.output("tokens", choices)?;
     cache_outputs(&mut b, target, &tcache, &tc, &mut aliases)?;
-    finish(b, name.into(), "verify", aliases)
+    finish(b, name, "verify", aliases)
 }

@@ -19,8 +19,9 @@ pub use graphs::BuiltGraph;
 /// What to build.
 #[derive(Clone, Debug)]
 pub struct SpecConfig {
-    /// Speculative tokens per round (K >= 1).
-    pub k: usize,
+    /// The K (speculative tokens per round, each >= 1) to build round
+    /// graphs for; the executor picks among them (and adapts K) at run time.
+    pub ks: Vec<usize>,
     /// KV-cache capacity in tokens (C).
     pub capacity: usize,
     /// Prompt buckets: prefill graphs for prompts padded to these lengths.
@@ -28,9 +29,14 @@ pub struct SpecConfig {
 }
 
 impl SpecConfig {
+    /// The largest K.
+    pub fn max_k(&self) -> usize {
+        self.ks.iter().copied().max().unwrap_or(0)
+    }
+
     pub fn check(&self) -> Result<(), SpecError> {
-        if self.k < 1 {
-            return Err(SpecError::Config(format!("--num-speculative-tokens must be at least 1, got {}", self.k)));
+        if self.ks.is_empty() || self.ks.contains(&0) {
+            return Err(SpecError::Config(format!("--num-speculative-tokens must be at least 1, got {:?}", self.ks)));
         }
         if self.buckets.is_empty() {
             return Err(SpecError::Config("give at least one prompt bucket".into()));
@@ -41,10 +47,11 @@ impl SpecConfig {
                 self.capacity
             )));
         }
-        if self.k + 2 > self.capacity {
+        if self.max_k() + 2 > self.capacity {
             return Err(SpecError::Config(format!(
                 "a cache of {} tokens cannot hold a round of K={}",
-                self.capacity, self.k
+                self.capacity,
+                self.max_k()
             )));
         }
         Ok(())
@@ -75,11 +82,16 @@ pub fn build_all(
         }
     }
     // Greedy and sampling versions: the host picks by temperature.
+    let mut ks = cfg.ks.clone();
+    ks.sort_unstable();
+    ks.dedup();
     for sample in [false, true] {
         out.push(graphs::decode(target, cfg.capacity, sample)?);
-        out.push(graphs::verify(target, cfg.k, cfg.capacity, sample)?);
-        if let Some(d) = draft {
-            out.push(graphs::fused(d, target, cfg.k, cfg.capacity, sample)?);
+        for &k in &ks {
+            out.push(graphs::verify(target, k, cfg.capacity, sample)?);
+            if let Some(d) = draft {
+                out.push(graphs::fused(d, target, k, cfg.capacity, sample)?);
+            }
         }
     }
     Ok(out)
