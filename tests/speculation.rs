@@ -1,8 +1,8 @@
 //! Lossless greedy speculation: for every fixture target and K in {1, 3, 5},
 //! the speculative output equals the target-only greedy output token for
 //! token over 64 new tokens and several prompts, with a draft that never
-//! agrees, with the target as its own draft, and (for the llama target)
-//! with a draft distilled from it. The oracle is the unmodified export run
+//! agrees, with the target as its own draft, and (for the qwen2 target)
+//! with a draft distilled from it by tools/distill_draft.py. The oracle is the unmodified export run
 //! with a growing cache on the interpreter (validated against onnxruntime
 //! in tests/fixtures.rs), independent of the static-cache graphs.
 
@@ -74,7 +74,11 @@ fn greedy_speculation_is_lossless_for_every_target_draft_and_k() {
         let vocab = decoder("target", &path).vocab as i64;
         let ps = prompts(arch, vocab);
         let want: Vec<Vec<i64>> = ps.iter().map(|p| oracle(arch, p, NEW_TOKENS)).collect();
-        let drafts = [("self", decoder("draft", &path)), ("contrarian", contrarian(&path))];
+        let mut drafts = vec![("self", decoder("draft", &path)), ("contrarian", contrarian(&path))];
+        if arch == "qwen2" {
+            let distilled = repo().join("graphs/drafts/qwen2-distilled/with_past/model.onnx");
+            drafts.push(("distilled", decoder("draft", &distilled)));
+        }
         for (tag, d) in &drafts {
             // One artifact with round graphs for every K; the run picks K.
             let a = compile(arch, Some(d), &[1, 3, 5], CAPACITY, tag);
@@ -89,6 +93,7 @@ fn greedy_speculation_is_lossless_for_every_target_draft_and_k() {
                         "contrarian" => {
                             assert_eq!(g.metrics.num_accepted_tokens, 0, "the contrarian draft never agrees")
                         }
+                        "distilled" => {}
                         _ => assert!(
                             g.metrics.num_accepted_tokens + g.metrics.num_drafts >= NEW_TOKENS as u64 - 1,
                             "the target as its own draft is accepted every time"
