@@ -4,4 +4,6 @@
 pub mod bench;
 pub mod commands;
 pub mod neuronx;
+pub mod plot;
 pub mod tensor_io;
+pub mod text;

@@ -38,6 +38,13 @@ enum Command {
         /// run` uses the largest unless told otherwise (or adapts among them).
         #[arg(short = 'k', long = "num-speculative-tokens", default_value = "4", value_parser = specc::commands::compile::parse_ks)]
         num_speculative_tokens: std::vec::Vec<usize>,
+        /// The target's Hugging Face tokenizer.json (default: found beside
+        /// the model or one directory up); copied into the artifact.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Rebuild a generation artifact even when it is up to date.
+        #[arg(long)]
+        force: bool,
         /// Prompt buckets (comma-separated lengths; default 32,128 capped at the capacity).
         #[arg(long, value_delimiter = ',')]
         prompt_buckets: Vec<usize>,
@@ -76,8 +83,11 @@ enum Command {
     Run {
         /// The artifact directory (`specc compile ... --max-seq-len C -o DIR`).
         artifact: PathBuf,
+        /// The prompt as text (encoded with the artifact's tokenizer.json).
+        #[arg(long, required_unless_present = "prompt_ids", conflicts_with = "prompt_ids")]
+        prompt: Option<String>,
         /// The prompt as token ids (comma-separated).
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(long, value_delimiter = ',')]
         prompt_ids: Vec<i64>,
         /// How many tokens to generate at most.
         #[arg(long, default_value_t = 64)]
@@ -115,28 +125,49 @@ enum Command {
         #[arg(long)]
         adaptive: bool,
     },
-    /// Measure plain vs speculative generation on the same prompts: tokens/s,
-    /// acceptance, measured cost ratios and the formula's prediction.
+    /// Measure plain vs speculative generation on the same prompts, per
+    /// domain and for every K: tokens/s, acceptance, measured cost ratios,
+    /// the formula's prediction and the best K; a table, JSON and a plot.
     Bench {
         /// The artifact directory.
         artifact: PathBuf,
-        /// Prompts, one JSON object per line with `prompt_ids`.
+        /// Prompts, one JSON object per line with `prompt` (text) or
+        /// `prompt_ids`, and `domain` (default: the file name); repeatable.
         #[arg(long)]
-        prompts: Option<PathBuf>,
+        prompts: Vec<PathBuf>,
         /// A prompt as token ids (repeatable).
         #[arg(long = "prompt-ids", value_delimiter = ',', num_args = 1)]
         prompt_ids: Vec<i64>,
+        /// At most this many prompts per domain.
+        #[arg(long)]
+        limit: Option<usize>,
         #[arg(long, default_value_t = 64)]
         max_new_tokens: usize,
         /// Repetitions of the whole prompt set.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// The K to measure (`4`, `2,4`, `1-8`; default: every compiled K).
+        #[arg(short = 'k', long = "num-speculative-tokens", value_parser = specc::commands::compile::parse_ks)]
+        num_speculative_tokens: Option<std::vec::Vec<usize>>,
+        /// Also measure the adaptive K policy.
+        #[arg(long)]
+        adaptive: bool,
         /// Speculate with prompt lookup instead of the draft.
         #[arg(long)]
         prompt_lookup: bool,
+        /// BENCHMARK ONLY: accept each proposal with these probabilities
+        /// (comma-separated) instead of comparing tokens; compute unchanged.
+        #[arg(long, value_delimiter = ',')]
+        synthetic_acceptance: Vec<f64>,
         /// `text` or `json`.
         #[arg(long, default_value = "text")]
         output_format: String,
+        /// Also write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write an SVG plot of speedup vs K per domain here.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Run an ONNX model once on the reference interpreter.
     Eval {
@@ -170,6 +201,8 @@ struct Generation {
     max_seq_len: Option<usize>,
     ks: Vec<usize>,
     buckets: Vec<usize>,
+    tokenizer: Option<PathBuf>,
+    force: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -203,7 +236,7 @@ fn compile(
         weights,
         neuronx: specc::neuronx::NeuronxOptions { model_type, auto_cast, opt_level, compiler: neuronx_cc },
     };
-    let Generation { draft, max_seq_len, ks, buckets } = generation;
+    let Generation { draft, max_seq_len, ks, buckets, tokenizer, force } = generation;
     match (max_seq_len, &draft) {
         (None, None) => Ok(c::compile(&model, &out, &o)?),
         (None, Some(_)) => Err("--draft needs --max-seq-len (the KV-cache capacity)".into()),
@@ -215,7 +248,7 @@ fn compile(
                 buckets
             };
             let spec = specc_spec::SpecConfig { ks, capacity, buckets };
-            Ok(c::compile_generation(&model, &out, &o, &c::GenerationOptions { draft, spec })?)
+            Ok(c::compile_generation(&model, &out, &o, &c::GenerationOptions { draft, spec, tokenizer, force })?)
         }
     }
 }
@@ -229,6 +262,8 @@ fn main() -> ExitCode {
             draft,
             max_seq_len,
             num_speculative_tokens,
+            tokenizer,
+            force,
             prompt_buckets,
             out,
             dims,
@@ -250,10 +285,11 @@ fn main() -> ExitCode {
             auto_cast,
             opt_level,
             neuronx_cc,
-            Generation { draft, max_seq_len, ks: num_speculative_tokens, buckets: prompt_buckets },
+            Generation { draft, max_seq_len, ks: num_speculative_tokens, buckets: prompt_buckets, tokenizer, force },
         ),
         Command::Run {
             artifact,
+            prompt,
             prompt_ids,
             max_new_tokens,
             no_speculation,
@@ -276,8 +312,12 @@ fn main() -> ExitCode {
             match json {
                 Err(e) => Err(e.into()),
                 Ok(json) => {
+                    use specc::commands::run::Prompt;
                     let o = specc::commands::run::RunOptions {
-                        prompt_ids,
+                        prompt: match prompt {
+                            Some(text) => Prompt::Text(text),
+                            None => Prompt::Ids(prompt_ids),
+                        },
                         max_new_tokens,
                         no_speculation,
                         prompt_lookup,
@@ -291,19 +331,40 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Bench { artifact, prompts, prompt_ids, max_new_tokens, runs, prompt_lookup, output_format } => {
-            (|| {
-                let mut all = match &prompts {
-                    Some(p) => specc::commands::bench::read_prompts(p)?,
-                    None => vec![],
+        Command::Bench {
+            artifact,
+            prompts,
+            prompt_ids,
+            limit,
+            max_new_tokens,
+            runs,
+            num_speculative_tokens,
+            adaptive,
+            prompt_lookup,
+            synthetic_acceptance,
+            output_format,
+            json,
+            plot,
+        } => match output_format.as_str() {
+            "text" | "json" => {
+                let o = specc::commands::bench::BenchOptions {
+                    prompt_files: prompts,
+                    prompt_ids: if prompt_ids.is_empty() { vec![] } else { vec![prompt_ids] },
+                    limit,
+                    max_new_tokens,
+                    runs,
+                    ks: num_speculative_tokens,
+                    adaptive,
+                    lookup: prompt_lookup,
+                    synthetic: synthetic_acceptance,
+                    json: output_format == "json",
+                    json_file: json,
+                    plot,
                 };
-                if !prompt_ids.is_empty() {
-                    all.push(prompt_ids);
-                }
-                let json = output_format == "json";
-                Ok(specc::commands::bench::bench(&artifact, all, max_new_tokens, runs, prompt_lookup, json)?)
-            })()
-        }
+                specc::commands::bench::bench(&artifact, &o).map_err(Into::into)
+            }
+            other => Err(format!("--output-format {other}: use text or json").into()),
+        },
         Command::Eval { model, inputs, output, dims } => {
             specc::commands::eval::eval(&model, &inputs, &output, &dims).map_err(Into::into)
         }

@@ -43,7 +43,7 @@ fn compile(arch: &str, draft: Option<&DecoderModel>, ks: &[usize], capacity: usi
     let out = tmp(&format!("{arch}-{tag}-k{ks:?}"));
     let spec =
         SpecConfig { ks: ks.to_vec(), capacity, buckets: [16, 32].into_iter().filter(|&b| b <= capacity).collect() };
-    let sources = GenerationSources { target: arch.into(), eos_token_ids: vec![1] };
+    let sources = GenerationSources { target: arch.into(), eos_token_ids: vec![1], tokenizer: None, inputs: None };
     compile_models(
         &target,
         draft.map(|d| (d, tag)),
@@ -102,8 +102,9 @@ fn greedy_speculation_is_lossless_for_every_target_draft_and_k() {
                 }
                 eprintln!("{arch} K={k} draft={tag}: acceptance {}/{}", accepted.0, accepted.1);
             }
-            // Adaptive K (among 1, 3, 5, or no speculation) stays lossless;
-            // a draft that never agrees is dropped after the warm-up rounds.
+            // Adaptive K (among 1, 3, 5, or no speculation) stays lossless.
+            // (Its choices depend on measured costs; the policy's decisions
+            // are tested with given costs in specc-exec.)
             let mut e = Engine::load(&a, Reference::default()).unwrap();
             for (p, w) in ps.iter().zip(&want) {
                 let o = GenerateOptions {
@@ -113,13 +114,6 @@ fn greedy_speculation_is_lossless_for_every_target_draft_and_k() {
                 };
                 let g = e.generate(p, &o, &mut |_| {}).unwrap();
                 assert_eq!(&g.tokens, w, "{arch} adaptive draft={tag} prompt {p:?}");
-                if *tag == "contrarian" {
-                    assert!(
-                        g.metrics.num_drafts <= 6,
-                        "{arch}: {} rounds with a draft that never agrees",
-                        g.metrics.num_drafts
-                    );
-                }
             }
             let msg = e.generate(
                 &ps[0],
@@ -143,7 +137,12 @@ fn greedy_speculation_is_lossless_for_every_target_draft_and_k() {
 }
 
 fn compile_err(target: &str, draft: Option<&str>, spec: SpecConfig) -> String {
-    let o = specc::commands::compile::GenerationOptions { draft: draft.map(PathBuf::from), spec };
+    let o = specc::commands::compile::GenerationOptions {
+        draft: draft.map(PathBuf::from),
+        spec,
+        tokenizer: None,
+        force: false,
+    };
     let out = tmp("err");
     let e = specc::commands::compile::compile_generation(
         std::path::Path::new(target),

@@ -11,6 +11,7 @@
 //!   shared by all its graphs.
 
 use crate::neuronx::{self, NeuronxOptions};
+use crate::text::{TOKENIZER_FILE, Text, TextError, find_tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 use specc_artifact::{
     ArtifactError, GraphEntry, Manifest, ModelEntry, NeuronxCc, Speculation, Staging, TensorEntry, Weights,
@@ -41,6 +42,8 @@ pub enum CompileError {
     Target { graph: String, target: &'static str, violations: Vec<specc_hlo::Violation> },
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
     #[error("{0}")]
     Usage(String),
     #[error("neuronx-cc failed on graph `{graph}`: {detail}; its log is {log}")]
@@ -84,6 +87,32 @@ impl Default for CompileOptions {
 pub struct GenerationOptions {
     pub draft: Option<PathBuf>,
     pub spec: SpecConfig,
+    /// The target's `tokenizer.json` (default: found beside the model).
+    pub tokenizer: Option<PathBuf>,
+    /// Rebuild even when `out` was compiled from the same inputs.
+    pub force: bool,
+}
+
+/// A fingerprint of a compile's inputs: the specc version, the options, and
+/// each file's path, size and modification time (cheap: a linked 30 GiB
+/// export is not read).
+fn fingerprint(files: &[&Path], options: &str) -> String {
+    let mut s = format!("specc {}\n{options}\n", env!("SPECC_VERSION"));
+    for f in files {
+        let meta = std::fs::metadata(f).ok();
+        let size = meta.as_ref().map(|m| m.len());
+        let mtime = meta.and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        s.push_str(&format!("{} {size:?} {mtime:?}\n", f.display()));
+    }
+    specc_artifact::sha256_hex(s.as_bytes())
+}
+
+/// Whether `out` is a sound artifact compiled from inputs with `print`.
+fn up_to_date(out: &Path, print: &str) -> bool {
+    match specc_artifact::Artifact::open(out) {
+        Ok(a) => a.manifest.inputs.as_deref() == Some(print),
+        Err(_) => false,
+    }
 }
 
 fn spinner(msg: &str) -> ProgressBar {
@@ -429,7 +458,36 @@ pub fn compile_generation(
             Some((DecoderModel::new("draft", dm.graph, dm.weights)?, d.display().to_string()))
         }
     };
-    let sources = GenerationSources { target: target.display().to_string(), eos_token_ids: eos_ids(target) };
+    let tokenizer_path = find_tokenizer(g.tokenizer.as_deref(), target);
+    let mut inputs: Vec<&Path> = vec![target];
+    inputs.extend(g.draft.as_deref());
+    inputs.extend(tokenizer_path.as_deref());
+    let print = fingerprint(&inputs, &format!("{o:?} {:?} {:?}", g.spec, g.draft));
+    if !g.force && up_to_date(out, &print) {
+        return Ok(format!(
+            "{} is up to date (compiled from the same models, tokenizer and options; --force rebuilds it)\n",
+            out.display()
+        ));
+    }
+    let tokenizer = match tokenizer_path {
+        Some(p) => Some((
+            std::fs::read(&p)
+                .map_err(|e| TextError::Load { origin: p.display().to_string(), detail: e.to_string() })?,
+            p,
+        )),
+        None => None,
+    };
+    if let (Some((bytes, path)), Some(d)) = (&tokenizer, &g.draft) {
+        if let Some(dp) = find_tokenizer(None, d) {
+            Text::from_bytes(bytes, &path.display().to_string())?.check_same_as(&Text::from_file(&dp)?)?;
+        }
+    }
+    let sources = GenerationSources {
+        target: target.display().to_string(),
+        eos_token_ids: eos_ids(target),
+        tokenizer: tokenizer.map(|(bytes, p)| (bytes, p.display().to_string())),
+        inputs: Some(print),
+    };
     compile_models(&target_model, draft_model.as_ref().map(|(m, s)| (m, s.as_str())), &sources, out, o, &g.spec)
 }
 
@@ -437,6 +495,10 @@ pub fn compile_generation(
 pub struct GenerationSources {
     pub target: String,
     pub eos_token_ids: Vec<i64>,
+    /// The target's `tokenizer.json` bytes and where they came from.
+    pub tokenizer: Option<(Vec<u8>, String)>,
+    /// The inputs' fingerprint, for `up_to_date`.
+    pub inputs: Option<String>,
 }
 
 /// Generation graphs from models already loaded (tests build drafts in
@@ -452,6 +514,11 @@ pub fn compile_models(
     let t0 = Instant::now();
     let mut e = emitter(out, o, spinner("building the speculation graphs"))?;
     e.roles = vec!["target", "draft"];
+    if let Some((bytes, origin)) = &sources.tokenizer {
+        let text = Text::from_bytes(bytes, origin)?;
+        text.check_model_vocab(target.vocab)?;
+        writeln!(e.report, "tokenizer {origin}: {} tokens", text.vocab_size()).unwrap();
+    }
     let built = specc_spec::build_all(target, draft.map(|(m, _)| m), spec)?;
     writeln!(
         e.report,
@@ -475,6 +542,10 @@ pub fn compile_models(
         let weights = e.weights("draft", &d.weights)?;
         manifest.models.push(ModelEntry { name: "draft".into(), source: source.into(), weights });
     }
+    if let Some((bytes, _)) = &sources.tokenizer {
+        manifest.tokenizer = Some(e.staging.write(TOKENIZER_FILE, bytes)?);
+    }
+    manifest.inputs = sources.inputs.clone();
     let mut buckets = spec.buckets.clone();
     buckets.sort_unstable();
     let mut ks = spec.ks.clone();

@@ -1,7 +1,8 @@
-//! `specc run out/ --prompt-ids 1,2,3 --max-new-tokens N`: generation on a
-//! compiled artifact, streaming tokens as they are accepted and ending with
-//! a summary (or one JSON object).
+//! `specc run out/ --prompt "..." | --prompt-ids 1,2,3`: generation on a
+//! compiled artifact, streaming text (or ids, without a tokenizer) as it is
+//! accepted and ending with a summary (or one JSON object).
 
+use crate::text::Text;
 use specc_artifact::Artifact;
 use specc_exec::{Engine, GenerateOptions, Generation, Mode, Reference};
 use std::fmt::Write as _;
@@ -14,13 +15,23 @@ pub enum RunError {
     Artifact(#[from] specc_artifact::ArtifactError),
     #[error(transparent)]
     Exec(#[from] specc_exec::ExecError),
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
     #[error("{0}")]
     Usage(String),
 }
 
+/// What to continue.
+#[derive(Clone, Debug)]
+pub enum Prompt {
+    Ids(Vec<i64>),
+    /// Encoded with the artifact's tokenizer.
+    Text(String),
+}
+
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    pub prompt_ids: Vec<i64>,
+    pub prompt: Prompt,
     pub max_new_tokens: usize,
     pub no_speculation: bool,
     pub prompt_lookup: bool,
@@ -85,24 +96,50 @@ pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
         sampling: o.sampling,
         k: o.k,
         adaptive: o.adaptive,
+        synthetic_acceptance: None,
     };
     let k = o.k.unwrap_or(spec.k);
     let k_label = if o.adaptive { format!("adaptive K (at most {k})") } else { format!("K={k}") };
-    let json = o.json;
-    let mut stdout = std::io::stdout();
-    let mut stream = |tokens: &[i64]| {
-        if !json {
-            for t in tokens {
-                let _ = write!(stdout, "{t} ");
-            }
-            let _ = stdout.flush();
+    let text = match &artifact.manifest.tokenizer {
+        Some(f) => Some(Text::from_bytes(&artifact.read(f)?, &dir.join(&f.file).display().to_string())?),
+        None => None,
+    };
+    let prompt = match (&o.prompt, &text) {
+        (Prompt::Ids(ids), _) => ids.clone(),
+        (Prompt::Text(s), Some(t)) => t.encode(s)?,
+        (Prompt::Text(_), None) => {
+            return Err(RunError::Usage(format!(
+                "{} has no tokenizer: give --prompt-ids, or recompile with --tokenizer tokenizer.json",
+                dir.display()
+            )));
         }
     };
-    let g = engine.generate(&o.prompt_ids, &opts, &mut stream)?;
+    let json = o.json;
+    let mut stdout = std::io::stdout();
+    let mut decode = text.as_ref().map(|t| t.stream());
+    let mut stream = |tokens: &[i64]| {
+        if json {
+            return;
+        }
+        match decode.as_mut() {
+            Some(d) => {
+                let _ = write!(stdout, "{}", d(tokens));
+            }
+            None => {
+                for t in tokens {
+                    let _ = write!(stdout, "{t} ");
+                }
+            }
+        }
+        let _ = stdout.flush();
+    };
+    let g = engine.generate(&prompt, &opts, &mut stream)?;
     if json {
         let m = &g.metrics;
         let v = serde_json::json!({
+            "prompt_ids": prompt,
             "tokens": g.tokens,
+            "text": text.as_ref().map(|t| t.decode(&g.tokens)),
             "stop": g.stop,
             "mode": format!("{mode:?}"),
             "k": k,

@@ -176,6 +176,14 @@ pub struct Manifest {
     /// Set for generation artifacts (prefill/decode/verify/fused graphs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speculation: Option<Speculation>,
+    /// The target's Hugging Face `tokenizer.json`, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<FileRef>,
+    /// What the artifact was compiled from (specc version, options, and
+    /// each input file's path, size and modification time): a compile with
+    /// the same fingerprint is skipped as up to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
 }
 
 impl Manifest {
@@ -189,6 +197,8 @@ impl Manifest {
             models: vec![],
             graphs: vec![],
             speculation: None,
+            tokenizer: None,
+            inputs: None,
         }
     }
 
@@ -430,6 +440,7 @@ impl Artifact {
                 v.push(file);
             }
         }
+        v.extend(self.manifest.tokenizer.iter());
         v
     }
 

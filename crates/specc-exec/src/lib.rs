@@ -13,6 +13,6 @@ mod metrics;
 mod reference;
 
 pub use backend::{Backend, BackendError};
-pub use engine::{Engine, ExecError, GenerateOptions, Generation, Mode, Sampling, StopReason};
+pub use engine::{Engine, ExecError, GenerateOptions, Generation, Mode, Sampling, StopReason, SyntheticAcceptance};
 pub use metrics::Metrics;
 pub use reference::Reference;
