@@ -579,7 +579,31 @@ pub fn dot<B: Backend>(lhs: Value<B>, rhs: Value<B>, d: &DotDims) -> KResult<B> 
     let l = reshape(transpose(lhs, &lperm), &[nb, m, k]);
     let r = reshape(transpose(rhs, &rperm), &[nb, k, n]);
     let (Prim::F32(l), Prim::F32(r)) = (l.prim, r.prim) else { unreachable!("checked above") };
-    Ok(reshape(Value::new(Prim::F32(B::float_matmul(l, r)), vec![nb, m, n]), &out))
+    let product = match (nb, m) {
+        (1, 1..=crate::skinny::MAX_ROWS) => skinny_on_flex::<B>(&l, &r, m, k, n),
+        _ => None,
+    };
+    let product = product.unwrap_or_else(|| B::float_matmul(l, r));
+    Ok(reshape(Value::new(Prim::F32(product), vec![nb, m, n]), &out))
+}
+
+/// [`crate::skinny::matmul`] when the backend is burn-flex and both
+/// operands are contiguous f32 (weights and activations are); None
+/// otherwise, for burn's own matmul.
+fn skinny_on_flex<B: Backend>(
+    l: &B::FloatTensorPrimitive,
+    r: &B::FloatTensorPrimitive,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Option<B::FloatTensorPrimitive> {
+    use burn_flex::FlexTensor;
+    use std::any::Any;
+    let x = (l as &dyn Any).downcast_ref::<FlexTensor>()?.as_slice::<f32>()?;
+    let w = (r as &dyn Any).downcast_ref::<FlexTensor>()?.as_slice::<f32>()?;
+    let out = crate::skinny::matmul(x, w, m, k, n);
+    let t: Box<dyn Any> = Box::new(FlexTensor::from_data(burn_backend::TensorData::new(out, [1, m, n])));
+    t.downcast::<B::FloatTensorPrimitive>().ok().map(|b| *b)
 }
 
 pub fn reduce<B: Backend>(op: ReduceOp, x: Value<B>, axes: &[usize]) -> KResult<B> {

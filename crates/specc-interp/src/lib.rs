@@ -14,6 +14,7 @@
 
 pub mod kernels;
 mod session;
+pub mod skinny;
 mod value;
 
 pub use session::{InterpError, Profile, Session, fold, output_index};
