@@ -243,6 +243,14 @@ pub fn measure<B: Backend>(
                     i + 1,
                     d.prompts.len()
                 ));
+                // Synthetic draws: the same for every K of one (run, prompt),
+                // different across prompts and runs.
+                let base = GenerateOptions {
+                    synthetic_acceptance: base
+                        .synthetic_acceptance
+                        .map(|s| SyntheticAcceptance { seed: s.seed ^ ((run as u64) << 32 | i as u64), ..s }),
+                    ..base.clone()
+                };
                 let plain_opts = GenerateOptions { mode: Mode::Plain, ..base.clone() };
                 plain.push(engine.generate(p, &plain_opts, &mut |_| {})?.metrics);
                 for (j, &k) in cfg.ks.iter().enumerate() {

@@ -23,6 +23,13 @@ What it makes:
   task="text-generation-with-past" (as tools/make_fixtures.py does) and
   re-saved as one self-contained file (weights inline).
 
+* .cache/bench-models/llama100m/{target,draft}/ (`--only 100m`): the system-
+  efficiency pair of `specc bench --synthetic-acceptance`: a Llama target of
+  94M parameters (hidden 768, 14 layers, 12 heads, 4 KV heads, intermediate
+  2048, vocab 4096) and a 3M draft (hidden 256, 2 layers), seeded random
+  weights; each an HF checkpoint (for tools/hf_peer.py) beside its optimum
+  export in with_past/, plus graphs/pair/tokenizer.json (same vocabulary).
+
 * .cache/bench-models/llama3-8b-shape/model.onnx + model.onnx_data
   (+ config.json): the same optimum export for Llama-3-8B shapes (hidden
   4096, 32 heads, 8 KV heads, head_dim 128, intermediate 14336, vocab 128256,
@@ -155,6 +162,18 @@ def llama3_8b_config() -> LlamaConfig:
     )
 
 
+def llama100m_configs() -> tuple[LlamaConfig, LlamaConfig]:
+    """A ~100M-parameter Llama target and a ~3M draft sharing its vocabulary
+    (4096, the size of graphs/pair's tokenizer, so text prompts encode)."""
+    common = dict(vocab_size=4096, max_position_embeddings=1024, tie_word_embeddings=False,
+                  bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    target = LlamaConfig(hidden_size=768, num_hidden_layers=14, num_attention_heads=12,
+                         num_key_value_heads=4, intermediate_size=2048, **common)
+    draft = LlamaConfig(hidden_size=256, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, intermediate_size=688, **common)
+    return target, draft
+
+
 def shrunk_config() -> LlamaConfig:
     """Small config for checking the placeholder pipeline against a real export."""
     return LlamaConfig(
@@ -234,6 +253,26 @@ def make_llama32(final_dir: Path) -> None:
     log("llama32: onnx.checker passed")
     publish(tmp_dir, final_dir)
     describe(final_dir / "model.onnx")
+
+
+def make_llama100m(final_dir: Path) -> None:
+    """target/ and draft/, each an HF checkpoint (config.json,
+    model.safetensors: what tools/hf_peer.py loads) beside its optimum export
+    (with_past/model.onnx: what specc compiles), plus the pair's tokenizer."""
+    tmp_dir = staging_dir(final_dir)
+    for role, config in zip(["target", "draft"], llama100m_configs()):
+        log(f"llama100m: {role}: building ({llama_param_count(config) / 1e6:.1f}M parameters, seeded random weights)")
+        model = random_model(config)
+        model.save_pretrained(tmp_dir / role, safe_serialization=True)
+        log(f"llama100m: {role}: optimum main_export")
+        plain_export(model, tmp_dir / role / "with_past")
+    tokenizer = REPO_ROOT / "graphs" / "pair" / "tokenizer.json"
+    if tokenizer.is_file():
+        shutil.copyfile(tokenizer, tmp_dir / "tokenizer.json")
+    else:
+        log("llama100m: graphs/pair/tokenizer.json is missing: text prompts will not encode")
+    publish(tmp_dir, final_dir)
+    describe(final_dir / "target" / "with_past" / "model.onnx")
 
 
 # --------------------------------------------------------------------------
@@ -572,6 +611,8 @@ def describe(path: Path) -> None:
 
 
 def exists(final_dir: Path, external: bool) -> bool:
+    if (final_dir / "target").is_dir():
+        return (final_dir / "draft" / "with_past" / "model.onnx").is_file()
     if not (final_dir / "model.onnx").is_file():
         return False
     return not external or (final_dir / DATA_NAME).is_file()
@@ -579,7 +620,7 @@ def exists(final_dir: Path, external: bool) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["llama32", "8b"], help="make only this model")
+    parser.add_argument("--only", choices=["llama32", "8b", "100m"], help="make only this model")
     parser.add_argument("--force", action="store_true", help="remake models that already exist")
     parser.add_argument("--skip-shrunk-check", action="store_true",
                         help="skip the small check of the placeholder pipeline before the 8B export")
@@ -592,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = [
         ("llama32", OUT_ROOT / "llama32", False, make_llama32),
+        ("100m", OUT_ROOT / "llama100m", False, make_llama100m),
         ("8b", OUT_ROOT / "llama3-8b-shape", True,
          lambda d: make_8b(d, shrunk_check=not args.skip_shrunk_check)),
     ]
