@@ -25,13 +25,13 @@ what=${1:-all}
 
 if [[ $what == all || $what == pair ]]; then
     $specc compile graphs/pair/target/with_past/model.onnx --draft graphs/pair/draft/with_past/model.onnx \
-        --max-seq-len 512 -k 1-8 --prompt-buckets 128,384 --target xla -o .cache/bench-out/pair
+        --max-seq-len 512 -k 1-8 --prompt-buckets 128,256 --target xla -o .cache/bench-out/pair
     $specc bench .cache/bench-out/pair --prompts graphs/prompts/code.jsonl --prompts graphs/prompts/json.jsonl \
         --prompts graphs/prompts/prose.jsonl --limit 8 --max-new-tokens 64 --runs 2 --adaptive \
         --json $R/pair.json --plot $R/pair.svg | tee $R/pair.txt
     for d in code json prose; do
         $py tools/hf_peer.py --target graphs/pair/target --draft graphs/pair/draft --prompts graphs/prompts/$d.jsonl \
-            --limit 8 --max-new-tokens 64 --runs 2 --threads 2 --k 3 --output $R/peer-pair-$d.json | tail -9
+            --limit 8 --max-new-tokens 64 --runs 1 --threads 2 --k 3 --output $R/peer-pair-$d.json | tail -9
     done
     python3 tools/bench_tokens_check.py .cache/bench-out/pair $R/peer-pair-{code,json,prose}.json
 fi
@@ -44,8 +44,6 @@ if [[ $what == all || $what == 100m ]]; then
     $specc bench .cache/bench-out/llama100m --prompts graphs/prompts/prose.jsonl --limit 2 --max-new-tokens 64 \
         --runs 1 --adaptive --synthetic-acceptance 0.5,0.6,0.7,0.8,0.9 --json $R/100m.json --plot $R/100m.svg \
         | tee $R/100m.txt
-    $specc bench .cache/bench-out/llama100m --prompts graphs/prompts/prose.jsonl --limit 2 --max-new-tokens 64 \
-        --runs 1 -k 3 --json $R/100m-real.json | tee $R/100m-real.txt
     $py tools/hf_peer.py --target $M/target --draft $M/draft --prompts graphs/prompts/prose.jsonl --limit 2 \
         --max-new-tokens 64 --runs 1 --threads 2 --k 3 --output $R/peer-100m.json | tail -9
 fi
