@@ -157,10 +157,7 @@ fn domains(o: &BenchOptions, text: Option<&Text>, max_prompt: usize) -> Result<V
 
 pub fn bench(dir: &Path, o: &BenchOptions) -> Result<String, BenchError> {
     let artifact = Artifact::open(dir)?;
-    let text = match &artifact.manifest.tokenizer {
-        Some(f) => Some(Text::from_bytes(&artifact.read(f)?, &dir.join(&f.file).display().to_string())?),
-        None => None,
-    };
+    let text = super::artifact_text::<BenchError>(&artifact)?;
     let mut engine = Engine::load(&artifact, Reference::default())?;
     let spec = engine.speculation().clone();
     let max_prompt = spec.buckets.iter().copied().max().unwrap_or(0);

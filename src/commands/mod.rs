@@ -18,3 +18,13 @@ pub fn parse_dims(dims: &[String]) -> Result<specc_opt::Bindings, String> {
     }
     Ok(b)
 }
+
+/// The artifact's tokenizer (checksummed on read), when it has one.
+fn artifact_text<E>(artifact: &specc_artifact::Artifact) -> Result<Option<crate::text::Text>, E>
+where
+    E: From<specc_artifact::ArtifactError> + From<crate::text::TextError>,
+{
+    let Some(f) = &artifact.manifest.tokenizer else { return Ok(None) };
+    let origin = artifact.dir.join(&f.file).display().to_string();
+    Ok(Some(crate::text::Text::from_bytes(&artifact.read(f)?, &origin)?))
+}

@@ -2,7 +2,6 @@
 //! compiled artifact, streaming text (or ids, without a tokenizer) as it is
 //! accepted and ending with a summary (or one JSON object).
 
-use crate::text::Text;
 use specc_artifact::Artifact;
 use specc_exec::{Engine, GenerateOptions, Generation, Mode, Reference};
 use std::fmt::Write as _;
@@ -100,10 +99,7 @@ pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
     };
     let k = o.k.unwrap_or(spec.k);
     let k_label = if o.adaptive { format!("adaptive K (at most {k})") } else { format!("K={k}") };
-    let text = match &artifact.manifest.tokenizer {
-        Some(f) => Some(Text::from_bytes(&artifact.read(f)?, &dir.join(&f.file).display().to_string())?),
-        None => None,
-    };
+    let text = super::artifact_text::<RunError>(&artifact)?;
     let prompt = match (&o.prompt, &text) {
         (Prompt::Ids(ids), _) => ids.clone(),
         (Prompt::Text(s), Some(t)) => t.encode(s)?,
