@@ -62,7 +62,9 @@ enum Command {
         #[arg(long, default_value = "f32")]
         dtype: String,
         /// `copy` the weights into the artifact, or `link` them where they are
-        /// (ONNX external data; nothing is read).
+        /// (ONNX external data; nothing is read), or `none`: record only
+        /// their names, dtypes and shapes (a shape-only artifact for `specc
+        /// estimate`, which `specc run` refuses).
         #[arg(long, default_value = "copy")]
         weights: String,
         /// neuronx-cc --model-type.
@@ -77,9 +79,20 @@ enum Command {
         /// The neuronx-cc to run (default: $SPECC_NEURONX_CC, then PATH).
         #[arg(long)]
         neuronx_cc: Option<PathBuf>,
+        /// neuronx-cc runs at a time (default: the number of CPUs).
+        #[arg(short = 'j', long)]
+        jobs: Option<usize>,
+        /// Where compiled NEFFs are cached, keyed by HLO, flags and compiler
+        /// version (default: $SPECC_NEFF_CACHE, else
+        /// $XDG_CACHE_HOME/specc/neff, else ~/.cache/specc/neff).
+        #[arg(long, value_name = "DIR")]
+        neff_cache: Option<PathBuf>,
+        /// Always run neuronx-cc: neither read nor write the NEFF cache.
+        #[arg(long, conflicts_with = "neff_cache")]
+        no_neff_cache: bool,
     },
     /// Generate with a compiled artifact (speculatively when it has a draft
-    /// or with prompt lookup), on the reference backend.
+    /// or with prompt lookup), on the reference backend or a NeuronCore.
     Run {
         /// The artifact directory (`specc compile ... --max-seq-len C -o DIR`).
         artifact: PathBuf,
@@ -124,6 +137,8 @@ enum Command {
         /// measured graph costs; stop speculating when it does not pay.
         #[arg(long)]
         adaptive: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
     /// Measure plain vs speculative generation on the same prompts, per
     /// domain and for every K: tokens/s, acceptance, measured cost ratios,
@@ -168,6 +183,49 @@ enum Command {
         /// Write an SVG plot of speedup vs K per domain here.
         #[arg(long)]
         plot: Option<PathBuf>,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+    /// Estimate a generation artifact's latency on Trainium from its graphs'
+    /// shapes (a roofline per graph plus tensor-parallel collectives):
+    /// prefill per bucket, plain inter-token latency, and per K the
+    /// speculative round, the expected tokens and the best K.
+    Estimate {
+        /// The artifact directory (`specc compile ... --max-seq-len C -o DIR`;
+        /// `--weights none` is enough).
+        artifact: PathBuf,
+        /// trn1.2xlarge, trn1.32xlarge or trn2.48xlarge.
+        #[arg(long)]
+        instance: String,
+        /// Tensor-parallel degree (default: the smallest whose weights and
+        /// KV caches fit a NeuronCore's HBM share).
+        #[arg(long)]
+        tp: Option<usize>,
+        /// Per-token acceptance rate of the proposals (0-1).
+        #[arg(long, conflicts_with = "from_bench")]
+        acceptance: Option<f64>,
+        /// Take the acceptance from a `specc bench --json` report (measured
+        /// per-position rates, per domain).
+        #[arg(long)]
+        from_bench: Option<PathBuf>,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text")]
+        output_format: String,
+        /// Override the achieved fraction of the roofline (default 1).
+        #[arg(long)]
+        efficiency: Option<f64>,
+        /// Override the fixed cost per all-reduce, in microseconds (default:
+        /// the value calibrated in BENCHMARKS.md).
+        #[arg(long)]
+        collective_latency_us: Option<f64>,
+        /// Solve one parameter from a measured plain inter-token latency
+        /// first: `collective-latency=MS` or `efficiency=MS`.
+        #[arg(long, value_name = "PARAM=MS")]
+        calibrate: Option<String>,
+        /// Report the per-token acceptance that a measured speculative
+        /// inter-token latency implies: `K=MS` (repeatable).
+        #[arg(long, value_name = "K=MS")]
+        implied_acceptance: Vec<String>,
     },
     /// Run an ONNX model once on the reference interpreter.
     Eval {
@@ -183,6 +241,34 @@ enum Command {
         #[arg(long = "dim", value_name = "NAME=VALUE")]
         dims: Vec<String>,
     },
+}
+
+/// Where `run` and `bench` execute the graphs.
+#[derive(clap::Args, Debug)]
+struct DeviceArgs {
+    /// `reference` (the interpreter, anywhere) or `neuron` (the NEFFs on
+    /// a NeuronCore through libnrt; needs an artifact compiled by neuronx-cc).
+    #[arg(long, default_value = "reference")]
+    backend: String,
+    /// With --backend neuron: the NeuronCore to run on.
+    #[arg(long, default_value_t = 0)]
+    neuron_core: i32,
+    /// With --backend neuron: the Neuron runtime library (default:
+    /// $SPECC_LIBNRT, else libnrt.so.1 on the loader's path, else
+    /// /opt/aws/neuron/lib/libnrt.so.1).
+    #[arg(long)]
+    libnrt: Option<PathBuf>,
+}
+
+impl DeviceArgs {
+    fn device(self) -> Result<specc::commands::Device, String> {
+        use specc::commands::Device;
+        match self.backend.as_str() {
+            "reference" => Ok(Device::Reference),
+            "neuron" => Ok(Device::Neuron(specc_exec::NeuronOptions { library: self.libnrt, core: self.neuron_core })),
+            other => Err(format!("--backend {other}: use reference or neuron")),
+        }
+    }
 }
 
 fn report(e: &dyn std::error::Error) -> String {
@@ -213,18 +299,19 @@ fn compile(
     target: String,
     dtype: String,
     weights: String,
-    model_type: String,
-    auto_cast: String,
-    opt_level: Option<u8>,
-    neuronx_cc: Option<PathBuf>,
+    neuronx: specc::neuronx::NeuronxOptions,
     generation: Generation,
 ) -> Result<String, Box<dyn std::error::Error>> {
     use specc::commands::compile::{self as c, CompileOptions, WeightMode};
     let weights = match weights.as_str() {
         "copy" => WeightMode::Copy,
         "link" => WeightMode::Link,
-        other => return Err(format!("--weights {other}: use copy or link").into()),
+        "none" => WeightMode::None,
+        other => return Err(format!("--weights {other}: use copy, link or none").into()),
     };
+    if neuronx.jobs == Some(0) {
+        return Err("--jobs 0: give at least 1 (neuronx-cc runs at a time)".into());
+    }
     let o = CompileOptions {
         dims,
         target: c::parse_target(&target)?,
@@ -234,7 +321,7 @@ fn compile(
             other => return Err(format!("--dtype {other}: use f32 or bf16").into()),
         },
         weights,
-        neuronx: specc::neuronx::NeuronxOptions { model_type, auto_cast, opt_level, compiler: neuronx_cc },
+        neuronx,
     };
     let Generation { draft, max_seq_len, ks, buckets, tokenizer, force } = generation;
     match (max_seq_len, &draft) {
@@ -274,6 +361,9 @@ fn main() -> ExitCode {
             auto_cast,
             opt_level,
             neuronx_cc,
+            jobs,
+            neff_cache,
+            no_neff_cache,
         } => compile(
             model,
             out,
@@ -281,10 +371,18 @@ fn main() -> ExitCode {
             target,
             dtype,
             weights,
-            model_type,
-            auto_cast,
-            opt_level,
-            neuronx_cc,
+            specc::neuronx::NeuronxOptions {
+                model_type,
+                auto_cast,
+                opt_level,
+                compiler: neuronx_cc,
+                jobs,
+                neff_cache: match (no_neff_cache, neff_cache) {
+                    (true, _) => specc::neff_cache::CacheSetting::Off,
+                    (false, Some(dir)) => specc::neff_cache::CacheSetting::Dir(dir),
+                    (false, None) => specc::neff_cache::CacheSetting::Default,
+                },
+            },
             Generation { draft, max_seq_len, ks: num_speculative_tokens, buckets: prompt_buckets, tokenizer, force },
         ),
         Command::Run {
@@ -302,16 +400,18 @@ fn main() -> ExitCode {
             seed,
             num_speculative_tokens,
             adaptive,
+            device,
         } => {
+            let device = device.device();
             let sampling = Some(specc_exec::Sampling { temperature, top_k, top_p, seed });
             let json = match output_format.as_str() {
                 "text" => Ok(false),
                 "json" => Ok(true),
                 other => Err(format!("--output-format {other}: use text or json")),
             };
-            match json {
+            match json.and_then(|j| device.map(|d| (j, d))) {
                 Err(e) => Err(e.into()),
-                Ok(json) => {
+                Ok((json, device)) => {
                     use specc::commands::run::Prompt;
                     let o = specc::commands::run::RunOptions {
                         prompt: match prompt {
@@ -326,6 +426,7 @@ fn main() -> ExitCode {
                         sampling,
                         k: num_speculative_tokens,
                         adaptive,
+                        device,
                     };
                     specc::commands::run::run(&artifact, &o).map_err(Into::into)
                 }
@@ -345,9 +446,12 @@ fn main() -> ExitCode {
             output_format,
             json,
             plot,
-        } => match output_format.as_str() {
-            "text" | "json" => {
+            device,
+        } => match (output_format.as_str(), device.device()) {
+            (_, Err(e)) => Err(e.into()),
+            ("text" | "json", Ok(device)) => {
                 let o = specc::commands::bench::BenchOptions {
+                    device,
                     prompt_files: prompts,
                     prompt_ids: if prompt_ids.is_empty() { vec![] } else { vec![prompt_ids] },
                     limit,
@@ -363,11 +467,39 @@ fn main() -> ExitCode {
                 };
                 specc::commands::bench::bench(&artifact, &o).map_err(Into::into)
             }
-            other => Err(format!("--output-format {other}: use text or json").into()),
+            (other, _) => Err(format!("--output-format {other}: use text or json").into()),
         },
         Command::Eval { model, inputs, output, dims } => {
             specc::commands::eval::eval(&model, &inputs, &output, &dims).map_err(Into::into)
         }
+        Command::Estimate {
+            artifact,
+            instance,
+            tp,
+            acceptance,
+            from_bench,
+            output_format,
+            efficiency,
+            collective_latency_us,
+            calibrate,
+            implied_acceptance,
+        } => match output_format.as_str() {
+            "text" | "json" => {
+                let o = specc::commands::estimate::EstimateOptions {
+                    instance,
+                    tp,
+                    acceptance,
+                    from_bench,
+                    json: output_format == "json",
+                    efficiency,
+                    collective_latency_us,
+                    calibrate,
+                    implied_acceptance,
+                };
+                specc::commands::estimate::estimate(&artifact, &o).map_err(Into::into)
+            }
+            other => Err(format!("--output-format {other}: use text or json").into()),
+        },
     };
     match result {
         Ok(text) => {

@@ -5,7 +5,7 @@
 //! can be compared with specc without Python on this side.
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-use specc_ir::{DType, Literal, LiteralData};
+use specc_ir::{DType, Literal};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,8 @@ pub fn read(path: &Path) -> Result<Vec<(String, Literal)>, TensorIoError> {
             name: name.clone(),
             dtype: view.dtype(),
         })?;
-        let lit = specc_onnx::proto::literal_from_le(dtype, view.shape().to_vec(), view.data());
+        let lit = Literal::from_le_bytes(dtype, view.shape().to_vec(), view.data())
+            .map_err(|e| TensorIoError::Format { path: shown.clone(), detail: format!("tensor `{name}`: {e}") })?;
         out.push((name, lit));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -52,13 +53,14 @@ pub fn read(path: &Path) -> Result<Vec<(String, Literal)>, TensorIoError> {
 }
 
 fn le_bytes(l: &Literal) -> (Dtype, Vec<u8>) {
-    match &l.data {
-        LiteralData::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        LiteralData::I32(v) => (Dtype::I32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        LiteralData::I64(v) => (Dtype::I64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        LiteralData::Bool(v) => (Dtype::BOOL, v.iter().map(|&x| x as u8).collect()),
-        LiteralData::BF16(v) => (Dtype::BF16, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-    }
+    let dtype = match l.dtype() {
+        DType::F32 => Dtype::F32,
+        DType::I32 => Dtype::I32,
+        DType::I64 => Dtype::I64,
+        DType::Bool => Dtype::BOOL,
+        DType::BF16 => Dtype::BF16,
+    };
+    (dtype, l.to_le_bytes())
 }
 
 /// Writes tensors atomically (a temporary file renamed into place).

@@ -195,6 +195,8 @@ fn neuronx_cc_runs_when_installed_and_its_failures_are_surfaced() {
     let out = dir.join("art");
     let mut o = opts(Target::Trn1);
     o.neuronx.compiler = Some(cc);
+    // Keep the user's NEFF cache out of tests (tests/neuronx.rs covers it).
+    o.neuronx.neff_cache = specc::neff_cache::CacheSetting::Off;
     let report = compile(&llama(), &out, &o).unwrap();
     assert!(report.contains("neuronx-cc built graphs/model.neff"), "{report}");
     let a = Artifact::open(&out).unwrap();
@@ -206,9 +208,12 @@ fn neuronx_cc_runs_when_installed_and_its_failures_are_surfaced() {
     let failing = stand_in(&dir.join("fail").tap_mkdir(), 3);
     o.neuronx.compiler = Some(failing);
     let e = compile(&llama(), &dir.join("art-fail"), &o).unwrap_err();
-    let CompileError::Neuronx { detail, log, .. } = &e else { panic!("{e}") };
-    assert!(detail.contains("NCC_EXXX001"), "{detail}");
-    assert!(std::fs::read_to_string(log).unwrap().contains("stand-in neuronx-cc ran"));
+    let CompileError::Neuronx { failures, graphs: 1 } = &e else { panic!("{e}") };
+    let [f] = &failures[..] else { panic!("{e}") };
+    assert_eq!(f.graph, "model");
+    assert!(f.detail.contains("NCC_EXXX001"), "{}", f.detail);
+    assert!(std::fs::read_to_string(&f.log).unwrap().contains("stand-in neuronx-cc ran"));
+    assert!(e.to_string().contains(&format!("its log is {}", f.log)), "{e}");
     assert!(!dir.join("art-fail").exists());
 }
 

@@ -46,7 +46,7 @@ fn write_case(
     for w in g.weights() {
         let e = weights.get(&w.name).ok_or("weight without data")?;
         let bytes = e.bytes.read().map_err(|e| e.to_string())?;
-        let lit = specc_onnx::proto::literal_from_le(w.ty.dtype, w.ty.shape.as_fixed().unwrap(), &bytes);
+        let lit = Literal::from_le_bytes(w.ty.dtype, w.ty.shape.as_fixed().unwrap(), &bytes).unwrap();
         params.push((params.len().to_string(), lit));
     }
     let expected: Vec<(String, Literal)> = outs.into_iter().enumerate().map(|(i, (_, l))| (i.to_string(), l)).collect();
@@ -260,7 +260,7 @@ fn call_case(dir: &Path, a: &specc_artifact::Artifact, call: &Call, weights: &BT
             "weight" => {
                 let store = &weights[p.model.as_ref().unwrap()];
                 let e = store.get(&p.name).unwrap();
-                specc_onnx::proto::literal_from_le(e.ty.dtype, p.shape.clone(), &e.bytes.read().unwrap())
+                Literal::from_le_bytes(e.ty.dtype, p.shape.clone(), &e.bytes.read().unwrap()).unwrap()
             }
             _ => call
                 .inputs

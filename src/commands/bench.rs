@@ -6,7 +6,7 @@
 use crate::bench::{BenchConfig, Domain, Report};
 use crate::text::Text;
 use specc_artifact::Artifact;
-use specc_exec::{Engine, Mode, Reference};
+use specc_exec::{Backend, Engine, Mode, Neuron, Reference};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +78,8 @@ pub fn read_prompts(path: &Path) -> Result<Vec<(String, usize, PromptLine)>, Ben
 }
 
 pub struct BenchOptions {
+    /// Where the graphs run.
+    pub device: super::Device,
     pub prompt_files: Vec<PathBuf>,
     pub prompt_ids: Vec<Vec<i64>>,
     /// At most this many prompts per domain (the first ones).
@@ -157,8 +159,14 @@ fn domains(o: &BenchOptions, text: Option<&Text>, max_prompt: usize) -> Result<V
 
 pub fn bench(dir: &Path, o: &BenchOptions) -> Result<String, BenchError> {
     let artifact = Artifact::open(dir)?;
-    let text = super::artifact_text::<BenchError>(&artifact)?;
-    let mut engine = Engine::load(&artifact, Reference::default())?;
+    match &o.device {
+        super::Device::Reference => bench_on(dir, &artifact, Engine::load(&artifact, Reference::default())?, o),
+        super::Device::Neuron(n) => bench_on(dir, &artifact, Engine::load(&artifact, Neuron::new(n.clone()))?, o),
+    }
+}
+
+fn bench_on<B: Backend>(dir: &Path, artifact: &Artifact, mut engine: Engine<B>, o: &BenchOptions) -> Result<String, BenchError> {
+    let text = super::artifact_text::<BenchError>(artifact)?;
     let spec = engine.speculation().clone();
     let max_prompt = spec.buckets.iter().copied().max().unwrap_or(0);
     let domains = domains(o, text.as_ref(), max_prompt)?;
@@ -180,15 +188,15 @@ pub fn bench(dir: &Path, o: &BenchOptions) -> Result<String, BenchError> {
         write(p, &json)?;
     }
     if let Some(p) = &o.plot {
-        write(p, &crate::plot::speedup_vs_k(&r, &title(&r, dir)))?;
+        write(p, &crate::plot::speedup_vs_k(&r, &title(&r, dir, engine.backend_name())))?;
     }
     Ok(if o.json { json } else { r.table() })
 }
 
-fn title(r: &Report, dir: &Path) -> String {
+fn title(r: &Report, dir: &Path, backend: &str) -> String {
     let synthetic = r.domains.iter().any(|d| d.synthetic_acceptance.is_some());
     format!(
-        "{}speedup vs K: {} ({}, reference backend)",
+        "{}speedup vs K: {} ({}, {backend} backend)",
         if synthetic { "SYNTHETIC ACCEPTANCE, " } else { "" },
         dir.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
         r.mode

@@ -1,6 +1,8 @@
 //! `specc compile`: import, specialize, (for Neuron) narrow to s32, lower to
 //! HLO, check the target's rules, and write the artifact directory
-//! atomically; then run neuronx-cc on each graph when it is installed.
+//! atomically; then run neuronx-cc on each graph when it is installed
+//! (all graphs at once, `--jobs` at a time, NEFFs reused from the NEFF
+//! cache).
 //!
 //! Two modes:
 //! * one model, one graph: `specc compile model.onnx -o out/ --dim ...`;
@@ -10,11 +12,12 @@
 //!   fused speculation round with a draft), one weights file per model
 //!   shared by all its graphs.
 
+use crate::neff_cache::{self, CacheSetting, Fetch, NeffCache};
 use crate::neuronx::{self, NeuronxOptions};
 use crate::text::{TOKENIZER_FILE, Text, TextError, find_tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 use specc_artifact::{
-    ArtifactError, GraphEntry, Manifest, ModelEntry, NeuronxCc, Speculation, Staging, TensorEntry, Weights,
+    ArtifactError, FileRef, GraphEntry, Manifest, ModelEntry, NeuronxCc, Speculation, Staging, TensorEntry, Weights,
 };
 use specc_hlo::Target;
 use specc_ir::{DType, Graph, Op, WeightStore};
@@ -22,6 +25,7 @@ use specc_spec::{DecoderModel, SpecConfig, SpecError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +50,34 @@ pub enum CompileError {
     Text(#[from] crate::text::TextError),
     #[error("{0}")]
     Usage(String),
-    #[error("neuronx-cc failed on graph `{graph}`: {detail}; its log is {log}")]
-    Neuronx { graph: String, detail: String, log: String },
+    /// Every graph neuronx-cc failed on (all graphs are tried, so one
+    /// compile reports all of them), out of `graphs`.
+    #[error("{}", neuronx_failures(.failures, .graphs))]
+    Neuronx { failures: Vec<NeuronxFailure>, graphs: usize },
+}
+
+/// One graph neuronx-cc could not compile.
+#[derive(Debug)]
+pub struct NeuronxFailure {
+    pub graph: String,
+    /// How it failed, with the compiler's last stderr line.
+    pub detail: String,
+    /// Its log, kept beside the artifact directory (the staging directory
+    /// is removed on failure).
+    pub log: String,
+}
+
+fn neuronx_failures(failures: &[NeuronxFailure], graphs: &usize) -> String {
+    match failures {
+        [f] => format!("neuronx-cc failed on graph `{}`: {}; its log is {}", f.graph, f.detail, f.log),
+        _ => {
+            let mut s = format!("neuronx-cc failed on {} of {graphs} graphs:", failures.len());
+            for f in failures {
+                write!(s, "\n  - graph `{}`: {}; its log is {}", f.graph, f.detail, f.log).unwrap();
+            }
+            s
+        }
+    }
 }
 
 /// How weights go into the artifact.
@@ -58,6 +88,9 @@ pub enum WeightMode {
     /// A table of where they are in the source's external data files:
     /// nothing is read or copied (large models).
     Link,
+    /// Only each weight's name, dtype and shape: a shape-only artifact that
+    /// `specc estimate` can cost but `specc run` refuses.
+    None,
 }
 
 #[derive(Clone, Debug)]
@@ -264,47 +297,122 @@ impl Emitter<'_> {
             outputs,
             instructions: module.instruction_count(),
         };
-        self.neuronx_cc(&mut entry)?;
+        self.record_command(&mut entry);
         writeln!(self.report, "  graph {name:<20} {kind:<8} {:>6} HLO instructions", entry.instructions).unwrap();
         Ok(entry)
     }
 
-    fn neuronx_cc(&mut self, entry: &mut GraphEntry) -> Result<(), CompileError> {
-        let (o, name, kind) = (self.o, entry.name.clone(), entry.kind.clone());
-        let (neff, log) = (format!("graphs/{name}.neff"), format!("graphs/{name}.neuronx-cc.log"));
-        let args = neuronx::arguments(&entry.hlo_pb.file, &neff, &log, o.target.name(), &kind, &o.neuronx);
-        entry.neuronx_cc.command = std::iter::once("neuronx-cc".to_string()).chain(args.iter().cloned()).collect();
-        let Some(cc) = self.compiler.clone().filter(|_| o.target.is_neuron()) else {
-            entry.neuronx_cc.status = if o.target.is_neuron() {
-                "not run: neuronx-cc not found on PATH".into()
-            } else {
-                "not run: --target xla".into()
-            };
-            return Ok(());
+    /// The neuronx-cc command of a graph, recorded whether or not it runs
+    /// (so it can be rerun by hand on a Neuron machine).
+    fn record_command(&self, entry: &mut GraphEntry) {
+        let o = self.o;
+        let (neff, log) = neff_files(&entry.name);
+        let args = neuronx::arguments(&entry.hlo_pb.file, &neff, &log, o.target.name(), &entry.kind, &o.neuronx);
+        entry.neuronx_cc.command = std::iter::once("neuronx-cc".to_string()).chain(args).collect();
+        entry.neuronx_cc.status = if !o.target.is_neuron() {
+            "not run: --target xla".into()
+        } else if self.compiler.is_none() {
+            "not run: neuronx-cc not found on PATH".into()
+        } else {
+            // Set by `neuronx_all`, which runs before the manifest is written.
+            String::new()
         };
-        let level = o.neuronx.opt_level.unwrap_or(neuronx::opt_level(&kind));
-        self.pb.set_message(format!("neuronx-cc -O{level} on {name} ({kind})"));
-        let result = neuronx::run(&cc, &self.staging.path(""), &args);
-        entry.neuronx_cc.log = self.staging.path(&log).exists().then(|| self.staging.adopt(&log)).transpose()?;
-        match result {
-            Ok(()) => {
-                entry.neuronx_cc.status = "ok".into();
-                entry.neff = Some(self.staging.adopt(&neff).map_err(|_| CompileError::Neuronx {
-                    graph: name.clone(),
-                    detail: format!("it exited 0 but wrote no {neff}"),
-                    log: self.out.join(&log).display().to_string(),
-                })?);
-                writeln!(self.report, "neuronx-cc built {neff}").unwrap();
-                Ok(())
+    }
+
+    /// neuronx-cc over every graph, `--jobs` runs at a time, NEFFs taken
+    /// from the cache where it has them. It runs after every graph is
+    /// written, so the compiler runs overlap each other rather than wait
+    /// for lowering. Every graph is tried even after one fails, so that one
+    /// compile reports all failures (and caches the NEFFs that did build).
+    fn neuronx_all(&mut self, graphs: &mut [GraphEntry]) -> Result<(), CompileError> {
+        let Some(cc) = self.compiler.clone() else { return Ok(()) };
+        let (o, target) = (self.o, self.o.target.name());
+        let cache = match neff_cache::location(&o.neuronx.neff_cache) {
+            Err(why) => {
+                writeln!(self.report, "NEFF cache off: {why}").unwrap();
+                None
             }
-            Err(detail) => {
-                // Keep the log where the user can read it: the staging
-                // directory is removed on failure.
-                let kept = self.out.with_extension(format!("{name}.neuronx-cc.log"));
-                let _ = std::fs::copy(self.staging.path(&log), &kept);
-                Err(CompileError::Neuronx { graph: name, detail, log: kept.display().to_string() })
+            // Asked once per compile: the version is part of every key.
+            Ok(dir) => match neuronx::version(&cc) {
+                Ok(version) => Some((NeffCache::new(dir), version)),
+                Err(why) => {
+                    writeln!(
+                        self.report,
+                        "NEFF cache off: {why} (without the compiler's version a cached NEFF could come from another release)"
+                    )
+                    .unwrap();
+                    None
+                }
+            },
+        };
+        let jobs: Vec<NeffJob> = graphs
+            .iter()
+            .map(|g| {
+                let (neff, log) = neff_files(&g.name);
+                NeffJob {
+                    name: g.name.clone(),
+                    level: neuronx::level(&g.kind, &o.neuronx),
+                    args: neuronx::arguments(&g.hlo_pb.file, &neff, &log, target, &g.kind, &o.neuronx),
+                    key: cache.as_ref().map(|(_, version)| {
+                        neff_cache::key(&g.hlo_pb.sha256, &neuronx::flags(target, &g.kind, &o.neuronx), version)
+                    }),
+                }
+            })
+            .collect();
+        let workers = neuronx::jobs(&o.neuronx).min(jobs.len()).max(1);
+        self.pb.set_style(
+            ProgressStyle::with_template("{spinner} neuronx-cc: {pos}/{len} NEFFs done ({elapsed}) {msg}")
+                .expect("valid template"),
+        );
+        self.pb.set_length(jobs.len() as u64);
+        self.pb.set_position(0);
+        let cx = NeffContext {
+            cc: &cc,
+            staging: &self.staging,
+            out: self.out,
+            cache: cache.as_ref().map(|(c, _)| c),
+            pb: &self.pb,
+        };
+        // A bounded pool: `workers` threads take the next job until none is
+        // left; each job is one external compiler process.
+        let next = AtomicUsize::new(0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (jobs_ref, next, cx) = (&jobs, &next, &cx);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                let tx = tx.clone();
+                s.spawn(move || {
+                    while let Some(job) = jobs_ref.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let done = neff_one(cx, job);
+                        cx.pb.inc(1);
+                        tx.send((job.name.clone(), done)).expect("the receiver outlives the workers");
+                    }
+                });
+            }
+        });
+        drop(tx);
+        let mut done: BTreeMap<String, NeffDone> = rx.try_iter().collect();
+        let (mut hits, mut built, mut failures) = (0, 0, vec![]);
+        for g in graphs.iter_mut() {
+            let d = done.remove(&g.name).expect("every job reports");
+            g.neff = d.neff;
+            g.neuronx_cc.log = d.log;
+            g.neuronx_cc.status = d.status;
+            for note in d.notes {
+                writeln!(self.report, "{note}").unwrap();
+            }
+            match d.failure {
+                Some(f) => failures.push(f),
+                None if d.hit => hits += 1,
+                None => built += 1,
             }
         }
+        write!(self.report, "neuronx-cc: {built} NEFF(s) built").unwrap();
+        if let Some((c, _)) = &cache {
+            write!(self.report, ", {hits} from the NEFF cache {}", c.dir().display()).unwrap();
+        }
+        writeln!(self.report, " (up to {workers} compiler run(s) at a time)").unwrap();
+        if failures.is_empty() { Ok(()) } else { Err(CompileError::Neuronx { failures, graphs: graphs.len() }) }
     }
 
     /// The weights of `model` that its graphs read, copied or linked.
@@ -316,6 +424,7 @@ impl Emitter<'_> {
                 "--weights link keeps the source's f32 weights; it cannot be combined with --dtype bf16".into(),
             )),
             (WeightMode::Link, _) => Ok(specc_artifact::link_weights(store, &names)?),
+            (WeightMode::None, dtype) => Ok(specc_artifact::shape_only_weights(store, &names, dtype)?),
             (WeightMode::Copy, DType::BF16) => {
                 let converted = specc_opt::weights_to_bf16(store, &names).map_err(specc_opt::OptError::Ir)?;
                 Ok(self.staging.write_weights(&format!("weights/{model}.safetensors"), &converted, &names)?)
@@ -326,7 +435,10 @@ impl Emitter<'_> {
         }
     }
 
-    fn finish(mut self, manifest: &Manifest, t0: Instant) -> Result<String, CompileError> {
+    /// Runs neuronx-cc, then commits the artifact: any failure before the
+    /// commit drops the staging directory, so nothing looks complete.
+    fn finish(mut self, manifest: &mut Manifest, t0: Instant) -> Result<String, CompileError> {
+        self.neuronx_all(&mut manifest.graphs)?;
         self.staging.commit(manifest)?;
         self.pb.finish_and_clear();
         if self.o.target.is_neuron() && self.compiler.is_none() {
@@ -349,6 +461,119 @@ impl Emitter<'_> {
         .unwrap();
         Ok(self.report)
     }
+}
+
+/// A graph's NEFF and compiler log, relative to the artifact directory.
+fn neff_files(graph: &str) -> (String, String) {
+    (format!("graphs/{graph}.neff"), format!("graphs/{graph}.neuronx-cc.log"))
+}
+
+/// One graph's neuronx-cc run, owned so that the workers borrow nothing
+/// from the emitter.
+struct NeffJob {
+    name: String,
+    level: u8,
+    args: Vec<String>,
+    /// Its NEFF cache key (`None` when the cache is off).
+    key: Option<String>,
+}
+
+/// What the workers share.
+struct NeffContext<'a> {
+    cc: &'a Path,
+    staging: &'a Staging,
+    out: &'a Path,
+    cache: Option<&'a NeffCache>,
+    pb: &'a ProgressBar,
+}
+
+/// What a job leaves for the manifest and the report.
+#[derive(Default)]
+struct NeffDone {
+    neff: Option<FileRef>,
+    log: Option<FileRef>,
+    status: String,
+    /// Report lines (built, from the cache, warnings).
+    notes: Vec<String>,
+    failure: Option<NeuronxFailure>,
+    /// Taken from the cache: the compiler did not run.
+    hit: bool,
+}
+
+/// One graph: from the cache, else compiled (and then stored in the cache).
+fn neff_one(cx: &NeffContext, job: &NeffJob) -> NeffDone {
+    let (neff, log) = neff_files(&job.name);
+    let mut done = NeffDone::default();
+    let cached = cx.cache.zip(job.key.as_deref());
+    if let Some((cache, key)) = cached {
+        match cache.fetch(key, cx.staging, &neff) {
+            // Hits are counted in the report's summary and named in the
+            // manifest's status: a line each would bury the rest.
+            Fetch::Hit(f) => {
+                done.status = format!("ok, from the NEFF cache ({})", cache.entry(key).display());
+                done.neff = Some(f);
+                done.hit = true;
+                return done;
+            }
+            Fetch::Miss => {}
+            Fetch::Bad(why) => done.notes.push(format!(
+                "warning: the NEFF cache entry of graph `{}` is unusable, so it is compiled again: {why}",
+                job.name
+            )),
+        }
+    }
+    cx.pb.set_message(format!("started -O{} {}", job.level, job.name));
+    let result = neuronx::run(cx.cc, &cx.staging.path(""), &job.args);
+    let failed = |detail: String, output: &[u8]| NeffDone {
+        status: "failed".into(),
+        failure: Some(keep_failure(cx, &job.name, detail, output)),
+        ..Default::default()
+    };
+    if let Err(f) = result {
+        return failed(f.detail, &f.output);
+    }
+    let Ok(f) = cx.staging.adopt(&neff) else {
+        return failed(format!("it exited 0 but wrote no {neff}"), &[]);
+    };
+    if cx.staging.path(&log).exists() {
+        match cx.staging.adopt(&log) {
+            Ok(l) => done.log = Some(l),
+            Err(e) => done.notes.push(format!("warning: the log of graph `{}` is not kept: {e}", job.name)),
+        }
+    }
+    if let Some((cache, key)) = cached {
+        // A cache that cannot be written costs the next compile time, not
+        // this one its artifact.
+        if let Err(why) = cache.store(key, &cx.staging.path(&neff), &f.sha256) {
+            done.notes.push(format!("warning: {neff} is not stored in the NEFF cache: {why}"));
+        }
+    }
+    done.notes.push(format!("neuronx-cc built {neff}"));
+    done.status = "ok".into();
+    done.neff = Some(f);
+    done
+}
+
+/// Keeps a failed graph's log where the user can read it, beside the
+/// artifact as `<out>.<graph>.neuronx-cc.log` (the staging directory is
+/// removed on failure). When the compiler wrote no log, what it printed is
+/// kept instead.
+fn keep_failure(cx: &NeffContext, graph: &str, detail: String, output: &[u8]) -> NeuronxFailure {
+    let staged = cx.staging.path(&neff_files(graph).1);
+    let name = cx.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "artifact".into());
+    let kept = cx.out.with_file_name(format!("{name}.{graph}.neuronx-cc.log"));
+    let saved = if staged.exists() {
+        std::fs::copy(&staged, &kept).map(|_| ())
+    } else if output.is_empty() {
+        Err(std::io::Error::other("it wrote no log and printed nothing"))
+    } else {
+        std::fs::write(&kept, output)
+    };
+    let log = match saved {
+        Ok(()) => kept.display().to_string(),
+        Err(e) => format!("not kept ({}: {e})", kept.display()),
+    };
+    NeuronxFailure { graph: graph.into(), detail, log }
 }
 
 fn emitter<'a>(out: &'a Path, o: &'a CompileOptions, pb: ProgressBar) -> Result<Emitter<'a>, CompileError> {
@@ -397,7 +622,7 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
         total - t_import - t_spec
     )
     .unwrap();
-    e.finish(&manifest, t0)
+    e.finish(&mut manifest, t0)
 }
 
 /// End-of-sequence ids from the Hugging Face `config.json` beside a model.
@@ -462,7 +687,17 @@ pub fn compile_generation(
     let mut inputs: Vec<&Path> = vec![target];
     inputs.extend(g.draft.as_deref());
     inputs.extend(tokenizer_path.as_deref());
-    let print = fingerprint(&inputs, &format!("{o:?} {:?} {:?}", g.spec, g.draft));
+    // The compiler is an input too: an artifact built where neuronx-cc was
+    // absent (no NEFFs) must not count as up to date once it is installed
+    // or upgraded (its path, size and mtime; running --version costs seconds).
+    let compiler = if o.target.is_neuron() { neuronx::find_compiler(o.neuronx.compiler.as_deref()) } else { None };
+    inputs.extend(compiler.as_deref());
+    // `--jobs` and the NEFF cache change how fast the artifact is built,
+    // not what is in it: changing them does not make it out of date.
+    let mut same = o.clone();
+    same.neuronx.jobs = None;
+    same.neuronx.neff_cache = CacheSetting::Default;
+    let print = fingerprint(&inputs, &format!("{same:?} {:?} {:?}", g.spec, g.draft));
     if !g.force && up_to_date(out, &print) {
         return Ok(format!(
             "{} is up to date (compiled from the same models, tokenizer and options; --force rebuilds it)\n",
@@ -560,7 +795,7 @@ pub fn compile_models(
         draft: draft.is_some(),
         eos_token_ids: sources.eos_token_ids.clone(),
     });
-    e.finish(&manifest, t0)
+    e.finish(&mut manifest, t0)
 }
 
 pub fn parse_target(s: &str) -> Result<Target, String> {

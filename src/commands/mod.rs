@@ -3,9 +3,19 @@
 
 pub mod bench;
 pub mod compile;
+pub mod estimate;
 pub mod eval;
 pub mod inspect;
 pub mod run;
+
+/// The backend `run` and `bench` execute on.
+#[derive(Clone, Debug)]
+pub enum Device {
+    /// The reference interpreter on the CPU (any machine).
+    Reference,
+    /// The artifact's NEFFs on a NeuronCore through libnrt.
+    Neuron(specc_exec::NeuronOptions),
+}
 
 /// Parses repeated `--dim name=value` flags.
 pub fn parse_dims(dims: &[String]) -> Result<specc_opt::Bindings, String> {

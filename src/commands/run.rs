@@ -3,7 +3,8 @@
 //! accepted and ending with a summary (or one JSON object).
 
 use specc_artifact::Artifact;
-use specc_exec::{Engine, GenerateOptions, Generation, Mode, Reference};
+use super::Device;
+use specc_exec::{Backend, Engine, GenerateOptions, Generation, Mode, Neuron, Reference};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -41,6 +42,8 @@ pub struct RunOptions {
     pub k: Option<usize>,
     /// Adapt K between rounds (up to `k`).
     pub adaptive: bool,
+    /// Where the graphs run.
+    pub device: Device,
 }
 
 /// The summary people read after a run.
@@ -77,7 +80,18 @@ pub fn summary(g: &Generation, k: &str, backend: &str) -> String {
 
 pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
     let artifact = Artifact::open(dir)?;
-    let mut engine = Engine::load(&artifact, Reference::default())?;
+    // Before loading anything: a shape-only artifact has no weights to run.
+    if let Some(model) = artifact.manifest.shape_only_model() {
+        return Err(specc_artifact::ArtifactError::ShapeOnly { dir: dir.display().to_string(), model: model.into() }
+            .into());
+    }
+    match &o.device {
+        Device::Reference => generate(dir, &artifact, Engine::load(&artifact, Reference::default())?, o),
+        Device::Neuron(n) => generate(dir, &artifact, Engine::load(&artifact, Neuron::new(n.clone()))?, o),
+    }
+}
+
+fn generate<B: Backend>(dir: &Path, artifact: &Artifact, mut engine: Engine<B>, o: &RunOptions) -> Result<String, RunError> {
     let spec = engine.speculation().clone();
     let mode = match (o.no_speculation, o.prompt_lookup, spec.draft) {
         (true, _, _) => Mode::Plain,
@@ -99,7 +113,7 @@ pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
     };
     let k = o.k.unwrap_or(spec.k);
     let k_label = if o.adaptive { format!("adaptive K (at most {k})") } else { format!("K={k}") };
-    let text = super::artifact_text::<RunError>(&artifact)?;
+    let text = super::artifact_text::<RunError>(artifact)?;
     let prompt = match (&o.prompt, &text) {
         (Prompt::Ids(ids), _) => ids.clone(),
         (Prompt::Text(s), Some(t)) => t.encode(s)?,

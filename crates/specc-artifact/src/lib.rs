@@ -50,6 +50,10 @@ pub enum ArtifactError {
     NoGraph(String),
     #[error("artifact has no model named `{0}`")]
     NoModel(String),
+    #[error(
+        "model `{model}` of the artifact in {dir} is shape-only (compiled with --weights none): it has no weight data, so it can be estimated (`specc estimate`) but not run; recompile with --weights copy or --weights link"
+    )]
+    ShapeOnly { dir: String, model: String },
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ArtifactError + '_ {
@@ -83,6 +87,28 @@ pub enum Weights {
     /// Weights left where they are (large models); files are checked by
     /// size, since hashing them would read every weight.
     Linked { tensors: Vec<LinkedTensor>, files: BTreeMap<String, u64> },
+    /// No weight data at all, only what each weight is (`--weights none`):
+    /// enough to estimate costs, not to run.
+    ShapeOnly { tensors: Vec<ShapeTensor>, bytes: u64 },
+}
+
+/// A weight of a shape-only artifact: its name, dtype (as stored in the
+/// artifact) and shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShapeTensor {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+}
+
+impl Weights {
+    /// The weights' bytes (as stored, or as they would be for shape-only).
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Weights::Copied { bytes, .. } | Weights::ShapeOnly { bytes, .. } => *bytes,
+            Weights::Linked { tensors, .. } => tensors.iter().map(|t| t.length).sum(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +165,8 @@ pub struct Speculation {
 pub struct NeuronxCc {
     /// The exact command (run, or to run).
     pub command: Vec<String>,
-    /// `ok`, `failed`, or `not run: <why>`.
+    /// `ok`, `ok, from the NEFF cache (<entry>)` (the compiler did not
+    /// run), or `not run: <why>`.
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<FileRef>,
@@ -208,6 +235,11 @@ impl Manifest {
 
     pub fn model(&self, name: &str) -> Result<&ModelEntry, ArtifactError> {
         self.models.iter().find(|m| m.name == name).ok_or_else(|| ArtifactError::NoModel(name.into()))
+    }
+
+    /// The first model without weight data (`--weights none`), if any.
+    pub fn shape_only_model(&self) -> Option<&str> {
+        self.models.iter().find(|m| matches!(m.weights, Weights::ShapeOnly { .. })).map(|m| m.name.as_str())
     }
 }
 
@@ -378,6 +410,21 @@ pub fn link_weights(store: &WeightStore, names: &[String]) -> Result<Weights, Ar
     Ok(Weights::Linked { tensors, files })
 }
 
+/// Shape-only weights: names, dtypes (`dtype` replaces f32, as the artifact
+/// stores them) and shapes of `names`; nothing is read.
+pub fn shape_only_weights(store: &WeightStore, names: &[String], dtype: DType) -> Result<Weights, ArtifactError> {
+    let mut tensors = Vec::new();
+    let mut bytes = 0u64;
+    for n in names {
+        let e = store.get(n).ok_or_else(|| ArtifactError::Missing { file: format!("weight declaration for `{n}`") })?;
+        let d = if e.ty.dtype == DType::F32 { dtype } else { e.ty.dtype };
+        let shape = e.ty.shape.as_fixed().expect("static");
+        bytes += (shape.iter().product::<usize>() * d.size_bytes()) as u64;
+        tensors.push(ShapeTensor { name: n.clone(), dtype: dtype_name(d).into(), shape });
+    }
+    Ok(Weights::ShapeOnly { tensors, bytes })
+}
+
 /// An artifact opened for reading; its manifest is checked.
 #[derive(Debug)]
 pub struct Artifact {
@@ -474,6 +521,9 @@ impl Artifact {
         let m = self.manifest.model(model)?;
         let mut store = WeightStore::new();
         match &m.weights {
+            Weights::ShapeOnly { .. } => {
+                return Err(ArtifactError::ShapeOnly { dir: self.dir.display().to_string(), model: model.into() });
+            }
             Weights::Copied { file, .. } => {
                 let bytes = std::sync::Arc::new(self.read(file)?);
                 let st = safetensors::SafeTensors::deserialize(&bytes)

@@ -21,6 +21,8 @@ pub enum BackendError {
     Graph { graph: String, message: String },
     #[error("no graph named `{0}` is loaded")]
     NoGraph(String),
+    #[error(transparent)]
+    Neuron(Box<crate::neuron::NeuronError>),
 }
 
 pub trait Backend {

@@ -1,5 +1,5 @@
 //! The executor: runs a generation artifact on a [`Backend`] (the reference
-//! interpreter here; the Neuron runtime fits the same trait) with the
+//! interpreter, or the Neuron runtime through libnrt) with the
 //! draft->verify loop of [`Engine`], reporting vLLM-named [`Metrics`].
 //!
 //! Architecture Invariant: the loop never changes a token the target chose;
@@ -10,9 +10,11 @@ mod backend;
 mod engine;
 pub mod lookup;
 mod metrics;
+pub mod neuron;
 mod reference;
 
 pub use backend::{Backend, BackendError};
 pub use engine::{Engine, ExecError, GenerateOptions, Generation, Mode, Sampling, StopReason, SyntheticAcceptance};
 pub use metrics::Metrics;
+pub use neuron::{Neuron, NeuronError, NeuronOptions};
 pub use reference::Reference;

@@ -71,18 +71,48 @@ pub struct Literal {
 
 /// Why a literal could not be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("literal of shape {shape:?} needs {expected} elements, got {got}")]
+#[error("literal of shape {shape:?} needs {expected} {unit}, got {got}")]
 pub struct LiteralError {
     pub shape: Vec<usize>,
     pub expected: usize,
     pub got: usize,
+    /// `elements`, or `bytes` for raw data.
+    pub unit: &'static str,
 }
 
 impl Literal {
+    /// From little-endian bytes, the layout safetensors, ONNX `raw_data` and
+    /// the Neuron runtime's tensors share (bool: one byte per element).
+    pub fn from_le_bytes(dtype: DType, shape: Vec<usize>, raw: &[u8]) -> Result<Literal, LiteralError> {
+        let expected = shape.iter().product::<usize>() * dtype.size_bytes();
+        if raw.len() != expected {
+            return Err(LiteralError { shape, expected, got: raw.len(), unit: "bytes" });
+        }
+        let data = match dtype {
+            DType::F32 => LiteralData::F32(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
+            DType::I32 => LiteralData::I32(raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()),
+            DType::I64 => LiteralData::I64(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
+            DType::Bool => LiteralData::Bool(raw.iter().map(|&b| b != 0).collect()),
+            DType::BF16 => LiteralData::BF16(raw.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect()),
+        };
+        Ok(Literal { shape, data })
+    }
+
+    /// The little-endian bytes of the data (see [`Literal::from_le_bytes`]).
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        match &self.data {
+            LiteralData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            LiteralData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            LiteralData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            LiteralData::Bool(v) => v.iter().map(|&x| x as u8).collect(),
+            LiteralData::BF16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+
     pub fn new(shape: Vec<usize>, data: LiteralData) -> Result<Literal, LiteralError> {
         let expected: usize = shape.iter().product();
         if expected != data.len() {
-            return Err(LiteralError { shape, expected, got: data.len() });
+            return Err(LiteralError { shape, expected, got: data.len(), unit: "elements" });
         }
         Ok(Literal { shape, data })
     }

@@ -7,7 +7,7 @@
 
 use crate::error::ImportError;
 use onnx_ir::{AttributeProto, NodeProto, TensorProto, ValueInfoProto};
-use specc_ir::{DType, Dim, Literal, LiteralData, Shape, TensorType, WeightBytes};
+use specc_ir::{DType, Dim, Literal, Shape, TensorType, WeightBytes};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -175,26 +175,7 @@ pub fn tensor_value(t: &TensorProto, dir: Option<&Path>, keep_inline: bool) -> R
         return Ok(TensorValue::Weight(ty, bytes));
     }
     let raw = bytes.read().map_err(|e| tensor_err(name, format!("cannot read data: {e}")))?;
-    Ok(TensorValue::Literal(literal_from_le(dtype, shape, &raw)))
-}
-
-pub fn literal_from_le(dtype: DType, shape: Vec<usize>, raw: &[u8]) -> Literal {
-    let data = match dtype {
-        DType::F32 => {
-            LiteralData::F32(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
-        }
-        DType::I32 => {
-            LiteralData::I32(raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect())
-        }
-        DType::I64 => {
-            LiteralData::I64(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
-        }
-        DType::Bool => LiteralData::Bool(raw.iter().map(|&b| b != 0).collect()),
-        DType::BF16 => {
-            LiteralData::BF16(raw.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect())
-        }
-    };
-    Literal { shape, data }
+    Literal::from_le_bytes(dtype, shape, &raw).map(TensorValue::Literal).map_err(|e| tensor_err(name, e.to_string()))
 }
 
 /// Typed access to a node's attributes.

@@ -1,0 +1,351 @@
+//! The Neuron backend: the artifact's NEFFs on a NeuronCore through libnrt.
+//!
+//! What stays on the device and what moves (the point of the design):
+//! - each model's weights are uploaded once, as one device tensor each, and
+//!   the same tensor is bound to every graph of that model;
+//! - each state tensor (a KV cache) is allocated once, zeroed, and bound in
+//!   BOTH the input and the output set of every graph that aliases it, so
+//!   the graph updates it in place and it never travels to the host;
+//! - per call, only the small inputs (tokens, position, seed) are written
+//!   and the small outputs (tokens, accepted count) read.
+//!
+//! Tensors are bound by the NEFF's names (`input{N}` for parameter N,
+//! `output{i}` for tuple element i, as the manifest records them), and at
+//! load the NEFF's own tensor list is checked against the manifest, so a
+//! NEFF from another compile is refused instead of silently misbound.
+
+pub mod nrt;
+
+use crate::backend::{Backend, BackendError};
+use nrt::{Model, NrtError, Runtime, Tensor, TensorInfo, TensorSet};
+use specc_artifact::{Artifact, GraphEntry, TensorEntry};
+use specc_ir::{DType, Literal};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Errors of the Neuron backend.
+#[derive(Debug, thiserror::Error)]
+pub enum NeuronError {
+    #[error(transparent)]
+    Runtime(#[from] NrtError),
+    #[error(
+        "the artifact has no NEFF for {} of its graphs ({}): it was compiled where neuronx-cc is not installed. \
+         Compile it on a machine with the Neuron SDK (pip package neuronx-cc; `specc compile` runs it when it is on PATH), \
+         or run each graph's command recorded in manifest.json there",
+        .graphs.len(),
+        if .graphs.len() > 4 { format!("{}, and {} more", .graphs[..4].join(", "), .graphs.len() - 4) } else { .graphs.join(", ") }
+    )]
+    NoNeff { graphs: Vec<String> },
+    #[error("graph `{graph}`: the NEFF's tensors do not match the manifest (a NEFF from another compile?):\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    TensorMismatch { graph: String, problems: Vec<String> },
+    #[error("graph `{graph}`: {message}")]
+    Graph { graph: String, message: String },
+}
+
+impl From<NeuronError> for BackendError {
+    fn from(e: NeuronError) -> BackendError {
+        BackendError::Neuron(Box::new(e))
+    }
+}
+
+impl From<NrtError> for BackendError {
+    fn from(e: NrtError) -> BackendError {
+        NeuronError::Runtime(e).into()
+    }
+}
+
+/// Where and how to run.
+#[derive(Clone, Debug, Default)]
+pub struct NeuronOptions {
+    /// libnrt's path (else `$SPECC_LIBNRT`, the loader's path, /opt/aws/neuron/lib).
+    pub library: Option<PathBuf>,
+    /// The NeuronCore to load every graph on.
+    pub core: i32,
+}
+
+/// A tensor written or read on every call.
+struct CallTensor {
+    /// The manifest's name (`input_ids`, `next_token`, ...).
+    name: String,
+    dtype: DType,
+    shape: Vec<usize>,
+    tensor: Arc<Tensor>,
+}
+
+/// One loaded graph, its sets bound once at load.
+struct Loaded {
+    // Field order is drop order: sets are destroyed before the graph's own
+    // tensors are freed, and the model is unloaded last.
+    inputs: TensorSet,
+    outputs: TensorSet,
+    per_call: Vec<CallTensor>,
+    returned: Vec<CallTensor>,
+    model: Model,
+}
+
+pub struct Neuron {
+    options: NeuronOptions,
+    // Drop order again: graphs (sets, then models) before the shared
+    // tensors, and the runtime (nrt_close) after all of them: every handle
+    // holds the runtime's Arc, so it closes when the last one is gone.
+    graphs: HashMap<String, Loaded>,
+    weights: HashMap<(String, String), Arc<Tensor>>,
+    state: HashMap<String, Arc<Tensor>>,
+    runtime: Option<Arc<Runtime>>,
+}
+
+impl Neuron {
+    pub fn new(options: NeuronOptions) -> Neuron {
+        Neuron { options, graphs: HashMap::new(), weights: HashMap::new(), state: HashMap::new(), runtime: None }
+    }
+
+    /// The libnrt this backend opened (after `load`).
+    pub fn library(&self) -> Option<&str> {
+        self.runtime.as_deref().map(Runtime::path)
+    }
+}
+
+fn dtype(graph: &str, t: &TensorEntry) -> Result<DType, NeuronError> {
+    DType::ALL.into_iter().find(|d| d.name() == t.dtype).ok_or_else(|| NeuronError::Graph {
+        graph: graph.into(),
+        message: format!("tensor `{}` has unknown dtype `{}`", t.name, t.dtype),
+    })
+}
+
+fn bytes_of(graph: &str, t: &TensorEntry) -> Result<usize, NeuronError> {
+    Ok(dtype(graph, t)?.size_bytes() * t.shape.iter().product::<usize>())
+}
+
+/// The trailing number of `input12` / `output3`, for numeric order: the
+/// runtime lists tensors lexically (input0, input1, input10, input2).
+fn numeric_key(name: &str) -> (String, u64) {
+    let digits = name.len() - name.bytes().rev().take_while(u8::is_ascii_digit).count();
+    (name[..digits].to_string(), name[digits..].parse().unwrap_or(u64::MAX))
+}
+
+/// Differences between the NEFF's tensors and what the manifest expects.
+fn compare(graph: &str, neff: &[TensorInfo], entry: &GraphEntry) -> Result<Vec<String>, NeuronError> {
+    let mut want: BTreeMap<(String, u64), (String, bool, usize)> = BTreeMap::new();
+    for p in &entry.parameters {
+        want.insert(numeric_key(&p.neff_name), (p.neff_name.clone(), true, bytes_of(graph, p)?));
+    }
+    for o in &entry.outputs {
+        want.insert(numeric_key(&o.neff_name), (o.neff_name.clone(), false, bytes_of(graph, o)?));
+    }
+    let mut have: BTreeMap<(String, u64), &TensorInfo> = BTreeMap::new();
+    for t in neff {
+        have.insert(numeric_key(&t.name), t);
+    }
+    let side = |input: bool| if input { "input" } else { "output" };
+    let mut problems = Vec::new();
+    for (key, (name, input, size)) in &want {
+        match have.get(key) {
+            None => problems.push(format!("the manifest's {} `{name}` ({size} bytes) is not in the NEFF", side(*input))),
+            Some(t) if t.input != *input => {
+                problems.push(format!("`{name}` is an {} in the NEFF, an {} in the manifest", side(t.input), side(*input)))
+            }
+            Some(t) if t.size != *size => {
+                problems.push(format!("`{name}` has {} bytes in the NEFF, {size} in the manifest", t.size))
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, t) in &have {
+        if !want.contains_key(key) {
+            problems.push(format!("the NEFF's {} `{}` ({} bytes) is not in the manifest", side(t.input), t.name, t.size));
+        }
+    }
+    Ok(problems)
+}
+
+impl Neuron {
+    fn load_all(&mut self, artifact: &Artifact) -> Result<(), BackendError> {
+        let missing: Vec<String> =
+            artifact.manifest.graphs.iter().filter(|g| g.neff.is_none()).map(|g| g.name.clone()).collect();
+        if !missing.is_empty() {
+            return Err(NeuronError::NoNeff { graphs: missing }.into());
+        }
+        let rt = Runtime::open(self.options.library.as_deref())?;
+        self.runtime = Some(rt.clone());
+        let nc = self.options.core;
+
+        // Weights: once per model, only those some graph reads.
+        for g in &artifact.manifest.graphs {
+            for p in g.parameters.iter().filter(|p| p.kind == "weight") {
+                let model = p.model.clone().unwrap_or_else(|| g.model.clone());
+                let key = (model.clone(), p.name.clone());
+                if self.weights.contains_key(&key) {
+                    continue;
+                }
+                let store = artifact.weights(&model)?;
+                let w = store.get(&p.name).ok_or_else(|| NeuronError::Graph {
+                    graph: g.name.clone(),
+                    message: format!("no weight `{}` in model `{model}`", p.name),
+                })?;
+                let bytes = w
+                    .bytes
+                    .read()
+                    .map_err(|source| specc_artifact::ArtifactError::Io { path: p.name.clone(), source })?;
+                if bytes.len() != bytes_of(&g.name, p)? {
+                    return Err(NeuronError::Graph {
+                        graph: g.name.clone(),
+                        message: format!(
+                            "weight `{}` has {} bytes, the graph takes {} {:?}",
+                            p.name,
+                            bytes.len(),
+                            p.dtype,
+                            p.shape
+                        ),
+                    }
+                    .into());
+                }
+                let t = Tensor::allocate(&rt, nc, bytes.len(), &format!("{model}::{}", p.name))?;
+                t.write(0, &bytes)?;
+                self.weights.insert(key, Arc::new(t));
+            }
+        }
+
+        // State: a parameter any graph aliases to an output, allocated once
+        // and zeroed (device memory is not; a NaN left in a masked cache slot
+        // would still poison attention through 0 * NaN).
+        let mut state_params: HashMap<String, (String, usize)> = HashMap::new();
+        for g in &artifact.manifest.graphs {
+            for o in &g.outputs {
+                if let Some(i) = o.aliases_parameter {
+                    let p = g.parameters.get(i).ok_or_else(|| NeuronError::Graph {
+                        graph: g.name.clone(),
+                        message: format!("output `{}` aliases parameter {i}, which does not exist", o.name),
+                    })?;
+                    state_params.insert(p.name.clone(), (g.name.clone(), bytes_of(&g.name, p)?));
+                }
+            }
+        }
+        let mut names: Vec<_> = state_params.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            let (_, size) = state_params[&name];
+            let t = Tensor::allocate(&rt, nc, size, &format!("state::{name}"))?;
+            t.zero()?;
+            self.state.insert(name, Arc::new(t));
+        }
+
+        for g in &artifact.manifest.graphs {
+            let loaded = self.load_graph(&rt, artifact, g)?;
+            self.graphs.insert(g.name.clone(), loaded);
+        }
+        Ok(())
+    }
+
+    fn load_graph(&self, rt: &Arc<Runtime>, artifact: &Artifact, g: &GraphEntry) -> Result<Loaded, BackendError> {
+        let nc = self.options.core;
+        let neff = artifact.read(g.neff.as_ref().expect("checked at load"))?;
+        let model = Model::load(rt, &neff, nc, &g.name)?;
+        let problems = compare(&g.name, &model.tensors()?, g)?;
+        if !problems.is_empty() {
+            return Err(NeuronError::TensorMismatch { graph: g.name.clone(), problems }.into());
+        }
+        let mut inputs = TensorSet::new(rt, &format!("inputs of `{}`", g.name))?;
+        let mut outputs = TensorSet::new(rt, &format!("outputs of `{}`", g.name))?;
+        let mut per_call = Vec::new();
+        for p in &g.parameters {
+            let bound = if p.kind == "weight" {
+                let model = p.model.clone().unwrap_or_else(|| g.model.clone());
+                self.weights[&(model, p.name.clone())].clone()
+            } else if let Some(t) = self.state.get(&p.name) {
+                t.clone()
+            } else {
+                let t = Arc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, p)?, &format!("{}::{}", g.name, p.name))?);
+                per_call.push(CallTensor {
+                    name: p.name.clone(),
+                    dtype: dtype(&g.name, p)?,
+                    shape: p.shape.clone(),
+                    tensor: t.clone(),
+                });
+                t
+            };
+            inputs.add(&p.neff_name, &bound)?;
+        }
+        let mut returned = Vec::new();
+        for o in &g.outputs {
+            let bound = match o.aliases_parameter {
+                // The very tensor bound as the input: updated in place.
+                Some(i) => self.state[&g.parameters[i].name].clone(),
+                None => {
+                    let t = Arc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, o)?, &format!("{}::{}", g.name, o.name))?);
+                    returned.push(CallTensor {
+                        name: o.name.clone(),
+                        dtype: dtype(&g.name, o)?,
+                        shape: o.shape.clone(),
+                        tensor: t.clone(),
+                    });
+                    t
+                }
+            };
+            outputs.add(&o.neff_name, &bound)?;
+        }
+        Ok(Loaded { inputs, outputs, per_call, returned, model })
+    }
+}
+
+impl Backend for Neuron {
+    fn name(&self) -> &'static str {
+        "neuron"
+    }
+
+    fn load(&mut self, artifact: &Artifact) -> Result<(), BackendError> {
+        let result = self.load_all(artifact);
+        if result.is_err() {
+            // Free whatever the failed load allocated now, not at drop.
+            self.graphs.clear();
+            self.weights.clear();
+            self.state.clear();
+            self.runtime = None;
+        }
+        result
+    }
+
+    fn execute(&mut self, graph: &str, inputs: &[(&str, &Literal)]) -> Result<Vec<(String, Literal)>, BackendError> {
+        let g = self.graphs.get_mut(graph).ok_or_else(|| BackendError::NoGraph(graph.into()))?;
+        let err = |message: String| NeuronError::Graph { graph: graph.into(), message };
+        for c in &g.per_call {
+            let lit = inputs
+                .iter()
+                .find(|(n, _)| *n == c.name)
+                .map(|(_, l)| *l)
+                .ok_or_else(|| err(format!("missing input `{}`", c.name)))?;
+            if lit.dtype() != c.dtype || lit.shape != c.shape {
+                return Err(err(format!(
+                    "input `{}` is {}, the graph takes {}{:?}",
+                    c.name,
+                    lit.ty(),
+                    c.dtype.name(),
+                    c.shape
+                ))
+                .into());
+            }
+            c.tensor.write(0, &lit.to_le_bytes())?;
+        }
+        g.model.execute(&g.inputs, &mut g.outputs)?;
+        let mut out = Vec::with_capacity(g.returned.len());
+        for c in &g.returned {
+            let bytes = c.tensor.read()?;
+            let lit = Literal::from_le_bytes(c.dtype, c.shape.clone(), &bytes)
+                .map_err(|e| err(format!("output `{}`: {e}", c.name)))?;
+            out.push((c.name.clone(), lit));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numeric_key;
+
+    #[test]
+    fn tensor_names_sort_numerically() {
+        let mut names = vec!["input10", "input2", "output0", "input1", "input0"];
+        names.sort_by_key(|n| numeric_key(n));
+        assert_eq!(names, ["input0", "input1", "input2", "input10", "output0"]);
+    }
+}
