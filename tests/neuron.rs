@@ -38,7 +38,9 @@ fn turn() -> MutexGuard<'static, ()> {
 fn double_path() -> PathBuf {
     match option_env!("SPECC_NRT_DOUBLE") {
         Some(p) => PathBuf::from(p),
-        None => panic!("build.rs did not build the libnrt test double (it builds on Linux only): these contract tests cannot run"),
+        None => panic!(
+            "build.rs did not build the libnrt test double (it builds on Linux only): these contract tests cannot run"
+        ),
     }
 }
 
@@ -96,7 +98,11 @@ impl Double {
         let c = CString::new(call).unwrap();
         // SAFETY: as above.
         unsafe {
-            self.lib.get::<unsafe extern "C" fn(*const c_char, c_int, c_int)>(b"nrtd_fail\0").unwrap()(c.as_ptr(), status, after)
+            self.lib.get::<unsafe extern "C" fn(*const c_char, c_int, c_int)>(b"nrtd_fail\0").unwrap()(
+                c.as_ptr(),
+                status,
+                after,
+            )
         }
     }
 
@@ -151,7 +157,8 @@ impl Device {
             // Weights from the device buffers the backend uploaded (so a
             // wrongly uploaded weight changes the tokens).
             let ir = self.artifact.graph_ir(&entry).map_err(|e| e.to_string())?;
-            let weights = entry.parameters.iter().filter(|p| p.kind == "weight").map(value).collect::<Result<Vec<_>, _>>()?;
+            let weights =
+                entry.parameters.iter().filter(|p| p.kind == "weight").map(value).collect::<Result<Vec<_>, _>>()?;
             let s = Session::with_weights(ir, weights, cpu_device()).map_err(|e| e.to_string())?;
             self.sessions.insert(graph.to_string(), s);
         }
@@ -159,7 +166,8 @@ impl Device {
         let outs = self.sessions[graph].run(args).map_err(|e| e.to_string())?;
         for (o, v) in entry.outputs.iter().zip(outs) {
             let bytes = v.to_literal().to_le_bytes();
-            let (_, buf) = outputs.iter_mut().find(|(n, _)| *n == o.neff_name).ok_or(format!("no buffer for {}", o.neff_name))?;
+            let (_, buf) =
+                outputs.iter_mut().find(|(n, _)| *n == o.neff_name).ok_or(format!("no buffer for {}", o.neff_name))?;
             if buf.len() != bytes.len() {
                 return Err(format!("{}: buffer {} bytes, value {}", o.neff_name, buf.len(), bytes.len()));
             }
@@ -192,7 +200,8 @@ unsafe extern "C" fn execute(
             (CStr::from_ptr(b.name).to_str().unwrap(), std::slice::from_raw_parts_mut(b.data, b.size))
         })
         .collect();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| device.borrow_mut().run(&graph, &ins, &mut outs)));
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| device.borrow_mut().run(&graph, &ins, &mut outs)));
     match result {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
@@ -321,7 +330,11 @@ fn generation_through_the_neuron_backend_equals_the_reference_backend() {
     let dir = with_neffs("ok", |_, s| s);
     let artifact = Artifact::open(&dir).unwrap();
     let double = Double::open();
-    let device = Box::new(RefCell::new(Device { artifact: Artifact::open(&dir).unwrap(), sessions: HashMap::new(), error: None }));
+    let device = Box::new(RefCell::new(Device {
+        artifact: Artifact::open(&dir).unwrap(),
+        sessions: HashMap::new(),
+        error: None,
+    }));
     double.set_execute(Some(execute), &*device as *const RefCell<Device> as *mut c_void);
 
     let sampled = Sampling { temperature: 0.8, top_k: 40, top_p: 0.95, seed: 1234 };
@@ -341,7 +354,10 @@ fn generation_through_the_neuron_backend_equals_the_reference_backend() {
         .graphs
         .iter()
         .flat_map(|g| g.outputs.iter().filter_map(|o| o.aliases_parameter.map(|p| &g.parameters[p])))
-        .map(|p| (p.shape.iter().product::<usize>() * DType::ALL.into_iter().find(|d| d.name() == p.dtype).unwrap().size_bytes()) as u64)
+        .map(|p| {
+            (p.shape.iter().product::<usize>()
+                * DType::ALL.into_iter().find(|d| d.name() == p.dtype).unwrap().size_bytes()) as u64
+        })
         .collect::<std::collections::BTreeSet<_>>()
         .iter()
         .sum();
@@ -353,7 +369,11 @@ fn generation_through_the_neuron_backend_equals_the_reference_backend() {
         });
         assert_eq!(got.tokens, want.tokens, "{what}: the Neuron backend's tokens differ from the reference backend's");
         assert_eq!(got.metrics.num_accepted_tokens, want.metrics.num_accepted_tokens, "{what}");
-        assert_eq!(double.count("executes") as u64, got.metrics.device_calls, "{what}: one nrt_execute per device call");
+        assert_eq!(
+            double.count("executes") as u64,
+            got.metrics.device_calls,
+            "{what}: one nrt_execute per device call"
+        );
         assert_eq!(double.violations(), "", "{what}");
         // The caches and weights stay on the device: after load, the host
         // neither reads nor writes them; only the small per-call tensors move.
@@ -363,7 +383,11 @@ fn generation_through_the_neuron_backend_equals_the_reference_backend() {
         let (r, w) = double.io("");
         let per_call = (r + w) / got.metrics.device_calls as u64;
         assert!(per_call * 1000 < state_bytes, "{what}: {per_call} bytes per call vs {state_bytes} bytes of cache");
-        eprintln!("{what}: {} tokens, {} calls, {per_call} bytes moved per call", got.tokens.len(), got.metrics.device_calls);
+        eprintln!(
+            "{what}: {} tokens, {} calls, {per_call} bytes moved per call",
+            got.tokens.len(),
+            got.metrics.device_calls
+        );
     }
     drop(engine);
     double.set_execute(None, std::ptr::null_mut());
@@ -403,11 +427,16 @@ fn an_execute_returning_exec_oob_is_a_typed_error() {
     let _turn = turn();
     let dir = with_neffs("oob", |_, s| s);
     let double = Double::open();
-    let device = Box::new(RefCell::new(Device { artifact: Artifact::open(&dir).unwrap(), sessions: HashMap::new(), error: None }));
+    let device = Box::new(RefCell::new(Device {
+        artifact: Artifact::open(&dir).unwrap(),
+        sessions: HashMap::new(),
+        error: None,
+    }));
     double.set_execute(Some(execute), &*device as *const RefCell<Device> as *mut c_void);
     let mut engine = Engine::load(&Artifact::open(&dir).unwrap(), neuron()).unwrap();
     double.fail("nrt_execute", 1006, 2);
-    let e = engine.generate(&prompt(), &options(Mode::Draft, None, 3), &mut |_| {}).err().expect("must fail").to_string();
+    let e =
+        engine.generate(&prompt(), &options(Mode::Draft, None, 3), &mut |_| {}).err().expect("must fail").to_string();
     for part in ["nrt_execute failed for graph `", "NRT_EXEC_OOB (1006)", "out of bounds (test double)"] {
         assert!(e.contains(part), "{part:?} not in: {e}");
     }
@@ -421,9 +450,11 @@ fn a_neff_whose_tensors_do_not_match_the_manifest_is_refused() {
     let _turn = turn();
     let double = Double::open();
     // A renamed tensor (as a NEFF from another compile might have).
-    let dir = with_neffs("renamed", |g, s| if g == "target_decode" { s.replacen("\ninput0 ", "\ninput_ids ", 1) } else { s });
+    let dir =
+        with_neffs("renamed", |g, s| if g == "target_decode" { s.replacen("\ninput0 ", "\ninput_ids ", 1) } else { s });
     let e = load_error(&dir, &double);
-    for part in ["graph `target_decode`", "do not match the manifest", "`input0`", "is not in the NEFF", "`input_ids`"] {
+    for part in ["graph `target_decode`", "do not match the manifest", "`input0`", "is not in the NEFF", "`input_ids`"]
+    {
         assert!(e.contains(part), "{part:?} not in: {e}");
     }
     // A size that differs (another capacity).
@@ -459,7 +490,16 @@ fn missing_runtime_or_neffs_say_what_to_install() {
     assert!(e.contains("aws-neuronx-runtime-lib") && e.contains("/nonexistent/libnrt.so.1"), "{e}");
     // The same from the command line.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_specc"))
-        .args(["run", dir.to_str().unwrap(), "--prompt-ids", "1,2,3", "--backend", "neuron", "--libnrt", "/nonexistent/libnrt.so.1"])
+        .args([
+            "run",
+            dir.to_str().unwrap(),
+            "--prompt-ids",
+            "1,2,3",
+            "--backend",
+            "neuron",
+            "--libnrt",
+            "/nonexistent/libnrt.so.1",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -478,11 +518,56 @@ fn a_core_that_does_not_exist_is_refused_by_the_runtime() {
     let dir = with_neffs("core", |_, s| s);
     let double = Double::open();
     let artifact = Artifact::open(&dir).unwrap();
-    let e = Engine::load(&artifact, Neuron::new(NeuronOptions { library: Some(double_path()), core: 7 })).err().unwrap();
+    let e =
+        Engine::load(&artifact, Neuron::new(NeuronOptions { library: Some(double_path()), core: 7 })).err().unwrap();
     let e = e.to_string();
     assert!(e.contains("NeuronCore 7") && e.contains("NRT_INVALID"), "{e}");
     // The double records the bad core as a breach; nothing else may be.
     let v = double.violations();
     assert!(v.lines().all(|l| l.contains("NeuronCore 7 does not exist")), "{v}");
     assert_eq!(double.count("initialized"), 0);
+}
+
+/// The double's own checks must catch what they claim to (else a clean
+/// run above would prove nothing): misuse it directly and read the record.
+#[test]
+fn the_double_catches_double_free_use_after_free_and_leaks() {
+    let _turn = turn();
+    let d = Double::open();
+    type Alloc = unsafe extern "C" fn(c_int, c_int, usize, *const c_char, *mut *mut c_void) -> c_int;
+    // SAFETY: the double's own symbols with their documented signatures;
+    // the misuse is deliberate and the double survives it by design.
+    unsafe {
+        let init =
+            d.lib.get::<unsafe extern "C" fn(c_int, *const c_char, *const c_char) -> c_int>(b"nrt_init\0").unwrap();
+        let close = d.lib.get::<unsafe extern "C" fn()>(b"nrt_close\0").unwrap();
+        let alloc = d.lib.get::<Alloc>(b"nrt_tensor_allocate\0").unwrap();
+        let free = d.lib.get::<unsafe extern "C" fn(*mut *mut c_void)>(b"nrt_tensor_free\0").unwrap();
+        let write = d
+            .lib
+            .get::<unsafe extern "C" fn(*mut c_void, *const c_void, usize, usize) -> c_int>(b"nrt_tensor_write\0")
+            .unwrap();
+        assert_eq!(init(1, c"".as_ptr(), c"".as_ptr()), 0);
+        let (mut a, mut b) = (std::ptr::null_mut(), std::ptr::null_mut());
+        assert_eq!(alloc(0, 0, 16, c"freed twice".as_ptr(), &mut a), 0);
+        assert_eq!(alloc(0, 0, 16, c"leaked".as_ptr(), &mut b), 0);
+        let stale = a;
+        free(&mut a);
+        let mut again = stale;
+        free(&mut again);
+        let bytes = [0u8; 32];
+        assert_ne!(write(stale, bytes.as_ptr().cast(), 0, 4), 0, "a write after free fails");
+        assert_ne!(write(b, bytes.as_ptr().cast(), 0, 32), 0, "a write past the end fails");
+        close();
+    }
+    let v = d.violations();
+    for part in [
+        "double free of tensor `freed twice`",
+        "tensor `freed twice` used after free",
+        "nrt_tensor_write `leaked`: 32 bytes at 0, tensor has 16",
+        "leak: tensor `leaked` (16 bytes) still allocated at nrt_close",
+    ] {
+        assert!(v.contains(part), "{part:?} not recorded:\n{v}");
+    }
+    d.reset();
 }
