@@ -119,7 +119,10 @@ fn estimate_counts_agree_with_the_artifact_and_the_config_and_speculation_behave
     let decode = graph(&e, "target_decode");
     let flops = f(&decode["counts"]["dot_flops_f32"]) + f(&decode["counts"]["dot_flops_bf16"]);
     let want = (2 * params + attention) as f64;
-    assert!((flops - want).abs() / want < 1e-3, "decode FLOPs {flops}, 2 x {params} params + {attention} attention = {want}");
+    assert!(
+        (flops - want).abs() / want < 1e-3,
+        "decode FLOPs {flops}, 2 x {params} params + {attention} attention = {want}"
+    );
     // It reads every matmul weight once and one embedding row.
     let t = &decode["counts"]["models"]["target"];
     assert_eq!(t["dot_weight_elements"].as_u64().unwrap(), params);
@@ -139,7 +142,8 @@ fn estimate_counts_agree_with_the_artifact_and_the_config_and_speculation_behave
     let itl = |e: &Value| -> Vec<f64> {
         e["speculation"][0]["per_k"].as_array().unwrap().iter().map(|r| f(&r["inter_token_latency_ms"])).collect()
     };
-    let (lo, mid, hi) = (itl(&e), itl(&estimate(&out, &["--acceptance", "0.5"])), itl(&estimate(&out, &["--acceptance", "0.95"])));
+    let (lo, mid, hi) =
+        (itl(&e), itl(&estimate(&out, &["--acceptance", "0.5"])), itl(&estimate(&out, &["--acceptance", "0.95"])));
     for k in 0..4 {
         assert!(lo[k] > mid[k] && mid[k] > hi[k], "K={}: {} {} {}", k + 1, lo[k], mid[k], hi[k]);
     }

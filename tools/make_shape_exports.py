@@ -38,9 +38,15 @@ the exporter names per layer: node and value names under
 `/model/layers.{i}/`, initializers `model.layers.{i}.*` (and the exporter's
 anonymous `onnx::MatMul_N` weights, given a per-layer suffix), the inputs
 `past_key_values.{i}.*` and the outputs `present.{i}.*`. The first and last
-layers stay as exported. `--check` compares this against a direct torch
-export of a 5-layer shrunk model (same node count, same op sequence, same
-interface, identical onnxruntime outputs once the same weights are put in).
+layers stay as exported. Widths: torch also materializes every stride-0
+weight it multiplies (the 405B's 3.5 GB MLP matrices and 8.4 GB lm_head
+exhaust this machine's 23 GiB), so the trace uses a tiny MLP width and
+vocabulary, which the graph only sees as weight dims and the logits' last
+dim (the hidden size, heads and head dim, which reshape constants do depend
+on, are traced at their real values); the external data and those dims get
+the real sizes. `--check` compares this against a direct torch export of a
+5-layer shrunk model at its real widths (same op histogram and interface,
+identical onnxruntime outputs once the same weights are put in).
 """
 
 from __future__ import annotations
@@ -54,7 +60,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
-import json
 import re
 import sys
 import tempfile
@@ -74,6 +79,11 @@ import make_bench_models as mbm  # noqa: E402  (the placeholder pipeline)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_ROOT = REPO_ROOT / ".cache" / "shape-exports"
 TRACED_LAYERS = 3
+# The MLP width and the vocabulary are traced at these sizes and set to the
+# real ones afterwards (they appear only as weight dims and the logits' last
+# dim; see the module doc). Chosen to collide with no other dim.
+TRACED_INTERMEDIATE = 52
+TRACED_VOCAB = 76
 T0 = time.perf_counter()
 
 
@@ -352,15 +362,26 @@ def deepen(proto: onnx.ModelProto, layers: int, traced: int = TRACED_LAYERS) -> 
 # Making one export
 # --------------------------------------------------------------------------
 
+def widen(proto: onnx.ModelProto, dims: dict[int, int]) -> None:
+    """The traced MLP width and vocabulary set to the real ones wherever the
+    graph states them as a fixed dim (graph outputs, value infos)."""
+    for v in list(proto.graph.output) + list(proto.graph.value_info) + list(proto.graph.input):
+        for d in v.type.tensor_type.shape.dim:
+            if d.HasField("dim_value") and d.dim_value in dims:
+                d.dim_value = dims[d.dim_value]
+
+
 def externalize(proto: onnx.ModelProto, placeholders: dict[str, tuple[list[int], torch.dtype]],
-                sources: dict[str, str], dst_dir: Path) -> int:
-    """Every placeholder (cloned ones included) as external data in one sparse file."""
+                sources: dict[str, str], dst_dir: Path | None, dims: dict[int, int]) -> int:
+    """Every placeholder (cloned ones included) as external data in one
+    sparse file, at its real size (`dims` maps traced sizes to real ones)."""
     offset = 0
     for init in proto.graph.initializer:
         rec = placeholders.get(sources.get(init.name, init.name))
         if rec is None:
             continue  # a real constant (the rotary inv_freq): keeps its value inline
         shape, dtype = rec
+        shape = [dims.get(d, d) for d in shape]
         if list(init.dims) != [1]:
             raise RuntimeError(f"{init.name}: expected the 1-element stand-in, got {list(init.dims)}")
         length = int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
@@ -374,6 +395,8 @@ def externalize(proto: onnx.ModelProto, placeholders: dict[str, tuple[list[int],
             e.key, e.value = key, value
         init.data_location = onnx.TensorProto.EXTERNAL
         offset += length
+    if dst_dir is None:
+        return offset
     dst_dir.mkdir(parents=True, exist_ok=True)
     (dst_dir / "model.onnx").write_bytes(proto.SerializeToString())
     with open(dst_dir / mbm.DATA_NAME, "wb") as f:
@@ -393,15 +416,16 @@ def make(name: str, final_dir: Path) -> None:
     config = make_config(values)
     layers = config.num_hidden_layers
     tmp_dir = mbm.staging_dir(final_dir)
+    narrow = dict(values, intermediate_size=TRACED_INTERMEDIATE, vocab_size=TRACED_VOCAB)
+    dims = {TRACED_INTERMEDIATE: config.intermediate_size, TRACED_VOCAB: config.vocab_size}
     with tempfile.TemporaryDirectory(prefix=f"shape-{name}-", dir=OUT_ROOT) as work:
-        log(f"{name}: placeholder export with {TRACED_LAYERS} of {layers} layers at full width")
-        proto, placeholders = traced_export(make_config(values, TRACED_LAYERS), Path(work))
-        cfg_json = json.loads((Path(work) / "config.json").read_text())
+        log(f"{name}: placeholder export of {TRACED_LAYERS} of {layers} layers (MLP width and vocabulary narrowed)")
+        proto, placeholders = traced_export(make_config(narrow, TRACED_LAYERS), Path(work))
     log(f"{name}: traced, {len(proto.graph.node)} nodes; cloning layer 1 to {layers} layers")
     deep, sources = deepen(proto, layers)
-    data = externalize(deep, placeholders, sources, tmp_dir)
-    cfg_json["num_hidden_layers"] = layers
-    (tmp_dir / "config.json").write_text(json.dumps(cfg_json, indent=2) + "\n")
+    widen(deep, dims)
+    data = externalize(deep, placeholders, sources, tmp_dir, dims)
+    (tmp_dir / "config.json").write_text(config.to_json_string(use_diff=False))
     n = param_count(config)
     tied_extra = config.vocab_size * config.hidden_size * 4 if config.tie_word_embeddings else 0
     log(f"{name}: external data {data:,} bytes; parameters x 4 = {n * 4:,}"
@@ -431,8 +455,12 @@ def check() -> None:
         with tempfile.TemporaryDirectory(prefix="shape-check-") as tmp:
             tmp = Path(tmp)
             full, ph_full = traced_export(make_config(small, 5), tmp / "full")
-            three, ph_three = traced_export(make_config(small, TRACED_LAYERS), tmp / "three")
+            narrow = dict(small, intermediate_size=TRACED_INTERMEDIATE, vocab_size=TRACED_VOCAB)
+            three, ph_three = traced_export(make_config(narrow, TRACED_LAYERS), tmp / "three")
+            dims = {TRACED_INTERMEDIATE: small["intermediate_size"], TRACED_VOCAB: small["vocab_size"]}
             deep, sources = deepen(three, 5)
+            widen(deep, dims)
+            ph_three = {k: ([dims.get(d, d) for d in shape], dt) for k, (shape, dt) in ph_three.items()}
             hist = lambda m: collections.Counter(n.op_type for n in m.graph.node)  # noqa: E731
             if hist(full) != hist(deep):
                 raise RuntimeError(f"{family}: op histograms differ: {hist(full) - hist(deep)} / {hist(deep) - hist(full)}")
@@ -479,7 +507,9 @@ def check() -> None:
             if diff != 0.0:
                 raise RuntimeError(f"{family}: cloned and traced graphs differ by {diff}")
             log(f"check {family}: {len(deep.graph.node)} nodes in both, same op histogram and interface, "
-                f"onnxruntime outputs identical")
+                f"onnxruntime outputs identical (3 layers traced at MLP width {TRACED_INTERMEDIATE} and "
+                f"vocabulary {TRACED_VOCAB}, cloned to 5 and widened to {small['intermediate_size']} and "
+                f"{small['vocab_size']})")
 
 
 def main(argv: list[str] | None = None) -> int:

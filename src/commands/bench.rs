@@ -165,7 +165,12 @@ pub fn bench(dir: &Path, o: &BenchOptions) -> Result<String, BenchError> {
     }
 }
 
-fn bench_on<B: Backend>(dir: &Path, artifact: &Artifact, mut engine: Engine<B>, o: &BenchOptions) -> Result<String, BenchError> {
+fn bench_on<B: Backend>(
+    dir: &Path,
+    artifact: &Artifact,
+    mut engine: Engine<B>,
+    o: &BenchOptions,
+) -> Result<String, BenchError> {
     let text = super::artifact_text::<BenchError>(artifact)?;
     let spec = engine.speculation().clone();
     let max_prompt = spec.buckets.iter().copied().max().unwrap_or(0);

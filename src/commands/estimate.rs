@@ -5,10 +5,10 @@
 //! inter-token latency. Weight values are never read, so a shape-only
 //! artifact (`--weights none`) is enough.
 
+use serde::Serialize;
 use specc_artifact::{Artifact, GraphEntry};
 use specc_cost::tp::{self, Resident};
 use specc_cost::{ArtifactCost, Calibrate, CostParams, GraphTime, Instance, roofline};
-use serde::Serialize;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -216,9 +216,8 @@ fn bench_profiles(path: &Path) -> Result<Vec<(String, Acceptance)>, EstimateErro
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| err(format!("not JSON ({e}); give a `specc bench --json` report")))?;
-    let domains = v["domains"]
-        .as_array()
-        .ok_or_else(|| err("no `domains` array: give a `specc bench --json` report".into()))?;
+    let domains =
+        v["domains"].as_array().ok_or_else(|| err("no `domains` array: give a `specc bench --json` report".into()))?;
     let mut out = Vec::new();
     for d in domains {
         let name = d["domain"].as_str().unwrap_or("?").to_string();
@@ -240,9 +239,9 @@ fn bench_profiles(path: &Path) -> Result<Vec<(String, Acceptance)>, EstimateErro
             .as_array()
             .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
             .unwrap_or_default();
-        let alpha = run["alpha"].as_f64().or_else(|| {
-            run["mean_acceptance_length"].as_f64().map(|l| roofline::solve_acceptance(l, k.max(1)))
-        });
+        let alpha = run["alpha"]
+            .as_f64()
+            .or_else(|| run["mean_acceptance_length"].as_f64().map(|l| roofline::solve_acceptance(l, k.max(1))));
         let profile = if !rates.is_empty() {
             // Beyond the measured positions, each further one is accepted
             // with the last measured conditional rate (or alpha).
@@ -250,9 +249,8 @@ fn bench_profiles(path: &Path) -> Result<Vec<(String, Acceptance)>, EstimateErro
             let conditional = if n >= 2 && rates[n - 2] > 0.0 { rates[n - 1] / rates[n - 2] } else { rates[0] };
             let tail = alpha.unwrap_or(conditional).clamp(0.0, 1.0);
             let label = format!(
-                "{label}: measured per-position acceptance at K={k} [{}]{}",
-                rates.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" "),
-                format_args!(", extended beyond position {n} with a={tail:.3}")
+                "{label}: measured per-position acceptance at K={k} [{}]; a K above {n} extends it with a={tail:.3}",
+                rates.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
             );
             (label, Acceptance::Positions { rates, tail })
         } else if let Some(a) = alpha {
@@ -292,7 +290,12 @@ fn choose_tp(o: &EstimateOptions, inst: &Instance, resident: &[Resident]) -> Res
             if tp::rank_resident(resident, tp) > inst.rank_hbm() {
                 let fix = match fitting {
                     Some(t) => format!("it needs --tp {t} (the smallest that fits, {:.1} GiB per rank)", need(t)),
-                    None => format!("it does not fit on {} at any tp (at tp {} a rank needs {:.1} GiB)", inst.name, inst.ranks(), need(inst.ranks())),
+                    None => format!(
+                        "it does not fit on {} at any tp (at tp {} a rank needs {:.1} GiB)",
+                        inst.name,
+                        inst.ranks(),
+                        need(inst.ranks())
+                    ),
                 };
                 return Err(EstimateError::DoesNotFit(format!(
                     "the model does not fit at --tp {tp} on {}: a rank needs {:.1} GiB for weights and KV caches but has {have:.1} GiB; {fix}",
@@ -300,15 +303,16 @@ fn choose_tp(o: &EstimateOptions, inst: &Instance, resident: &[Resident]) -> Res
                     need(tp)
                 )));
             }
-            Ok((tp, format!("tp {tp} (given): {:.1} GiB of {have:.1} GiB per rank", need(tp))))
+            Ok((tp, format!("tp {tp} (given): {:.1} GiB of {have:.1} GiB per rank{}", need(tp), single_core_note(tp))))
         }
         None => match fitting {
             Some(tp) => Ok((
                 tp,
                 format!(
-                    "tp {tp}: the smallest of {} whose weights and KV caches fit a rank ({:.1} GiB of {have:.1} GiB); --tp chooses another",
+                    "tp {tp}: the smallest of {} whose weights and KV caches fit a rank ({:.1} GiB of {have:.1} GiB); --tp chooses another{}",
                     inst.tp_degrees.iter().map(|t| t.to_string()).collect::<Vec<_>>().join("/"),
-                    need(tp)
+                    need(tp),
+                    single_core_note(tp)
                 ),
             )),
             None => Err(EstimateError::DoesNotFit(format!(
@@ -319,6 +323,19 @@ fn choose_tp(o: &EstimateOptions, inst: &Instance, resident: &[Resident]) -> Res
             ))),
         },
     }
+}
+
+/// specc's graphs hold no collectives yet: past tp 1 the estimate is what a
+/// tensor-parallel build of the same graphs would cost, which users must
+/// not mistake for what `specc run --backend neuron` runs today.
+fn single_core_note(tp: usize) -> String {
+    if tp == 1 {
+        return String::new();
+    }
+    format!(
+        "\nnote: specc emits single-core graphs today; tp {tp} is what a tensor-parallel build of these graphs would cost \
+         (weights split, two all-reduces per layer), not what `specc run --backend neuron` can run (tp 1 only)"
+    )
 }
 
 /// Greedy graphs only: the `_sample` variants cost about the same and are
@@ -338,10 +355,10 @@ pub fn estimate_report(dir: &Path, o: &EstimateOptions) -> Result<Estimate, Esti
     if o.acceptance.is_some() && o.from_bench.is_some() {
         return Err(EstimateError::Usage("give --acceptance or --from-bench, not both".into()));
     }
-    if let Some(a) = o.acceptance {
-        if !(0.0..=1.0).contains(&a) {
-            return Err(EstimateError::Usage(format!("--acceptance {a}: give a per-token rate between 0 and 1")));
-        }
+    if let Some(a) = o.acceptance
+        && !(0.0..=1.0).contains(&a)
+    {
+        return Err(EstimateError::Usage(format!("--acceptance {a}: give a per-token rate between 0 and 1")));
     }
     let mut params = CostParams::CALIBRATED;
     if let Some(e) = o.efficiency {
@@ -371,9 +388,8 @@ pub fn estimate_report(dir: &Path, o: &EstimateOptions) -> Result<Estimate, Esti
     };
     let cost: ArtifactCost = specc_cost::from_artifact(&artifact, &counted)?;
     let (tp, tp_choice) = choose_tp(o, &inst, &cost.resident)?;
-    let graph = |name: &str| {
-        cost.graph(name).ok_or_else(|| EstimateError::Usage(format!("{shown} has no graph `{name}`")))
-    };
+    let graph =
+        |name: &str| cost.graph(name).ok_or_else(|| EstimateError::Usage(format!("{shown} has no graph `{name}`")));
     let decode = graph("target_decode")?;
     let calibration = match calibrate {
         None => None,
@@ -383,7 +399,7 @@ pub fn estimate_report(dir: &Path, o: &EstimateOptions) -> Result<Estimate, Esti
             let parameter = match what {
                 Calibrate::CollectiveLatency => {
                     params.collective_latency_s = value;
-                    "collective latency (s)"
+                    "collective latency (seconds)"
                 }
                 Calibrate::Efficiency => {
                     params.efficiency = value;
@@ -410,7 +426,12 @@ pub fn estimate_report(dir: &Path, o: &EstimateOptions) -> Result<Estimate, Esti
     for &b in &spec.buckets {
         let target_ms = time(&format!("target_prefill_{b}"))?.total_s * 1e3;
         let draft_ms = if spec.draft { Some(time(&format!("draft_prefill_{b}"))?.total_s * 1e3) } else { None };
-        prefill.push(Prefill { bucket: b, target_ms, draft_ms, time_to_first_token_ms: target_ms + draft_ms.unwrap_or(0.0) });
+        prefill.push(Prefill {
+            bucket: b,
+            target_ms,
+            draft_ms,
+            time_to_first_token_ms: target_ms + draft_ms.unwrap_or(0.0),
+        });
     }
     let plain = time("target_decode")?.total_s * 1e3;
     let round_name = |k: usize| if spec.draft { format!("fused_k{k}") } else { format!("verify_k{k}") };
@@ -442,10 +463,8 @@ pub fn estimate_report(dir: &Path, o: &EstimateOptions) -> Result<Estimate, Esti
                 }
             })
             .collect();
-        let best = per_k
-            .iter()
-            .filter_map(|r| r.inter_token_latency_ms.map(|t| (r.k, t)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let best =
+            per_k.iter().filter_map(|r| r.inter_token_latency_ms.map(|t| (r.k, t))).min_by(|a, b| a.1.total_cmp(&b.1));
         speculation.push(Speculation {
             acceptance: label,
             best_k: best.map(|b| b.0),
@@ -463,9 +482,8 @@ pub fn estimate_report(dir: &Path, o: &EstimateOptions) -> Result<Estimate, Esti
             )));
         };
         let tokens_per_round = round_ms / measured_ms;
-        let acceptance = (1.0..=(k + 1) as f64)
-            .contains(&tokens_per_round)
-            .then(|| roofline::solve_acceptance(tokens_per_round, k));
+        let acceptance =
+            (1.0..=(k + 1) as f64).contains(&tokens_per_round).then(|| roofline::solve_acceptance(tokens_per_round, k));
         implied.push(Implied { k, measured_ms, round_ms: *round_ms, tokens_per_round, acceptance });
     }
     let models = cost
@@ -518,7 +536,13 @@ fn gb(b: f64) -> String {
 }
 
 fn ms(x: f64) -> String {
-    if x >= 100.0 { format!("{x:.0} ms") } else if x >= 1.0 { format!("{x:.2} ms") } else { format!("{:.1} us", x * 1e3) }
+    if x >= 100.0 {
+        format!("{x:.0} ms")
+    } else if x >= 1.0 {
+        format!("{x:.2} ms")
+    } else {
+        format!("{:.1} us", x * 1e3)
+    }
 }
 
 impl Estimate {
@@ -537,7 +561,12 @@ impl Estimate {
         )
         .unwrap();
         if let Some(c) = &self.calibration {
-            writeln!(s, "calibrated here: {} = {:.6} so that target_decode takes {} ms", c.parameter, c.value, c.measured_ms)
+            let value = if c.parameter.starts_with("collective") {
+                format!("{:.2} us", c.value * 1e6)
+            } else {
+                format!("{:.4}", c.value)
+            };
+            writeln!(s, "calibrated here: {} = {value} so that target_decode takes {} ms", c.parameter, c.measured_ms)
                 .unwrap();
         }
         for m in &self.models {

@@ -2,8 +2,8 @@
 //! compiled artifact, streaming text (or ids, without a tokenizer) as it is
 //! accepted and ending with a summary (or one JSON object).
 
-use specc_artifact::Artifact;
 use super::Device;
+use specc_artifact::Artifact;
 use specc_exec::{Backend, Engine, GenerateOptions, Generation, Mode, Neuron, Reference};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -82,8 +82,9 @@ pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
     let artifact = Artifact::open(dir)?;
     // Before loading anything: a shape-only artifact has no weights to run.
     if let Some(model) = artifact.manifest.shape_only_model() {
-        return Err(specc_artifact::ArtifactError::ShapeOnly { dir: dir.display().to_string(), model: model.into() }
-            .into());
+        return Err(
+            specc_artifact::ArtifactError::ShapeOnly { dir: dir.display().to_string(), model: model.into() }.into()
+        );
     }
     match &o.device {
         Device::Reference => generate(dir, &artifact, Engine::load(&artifact, Reference::default())?, o),
@@ -91,7 +92,12 @@ pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
     }
 }
 
-fn generate<B: Backend>(dir: &Path, artifact: &Artifact, mut engine: Engine<B>, o: &RunOptions) -> Result<String, RunError> {
+fn generate<B: Backend>(
+    dir: &Path,
+    artifact: &Artifact,
+    mut engine: Engine<B>,
+    o: &RunOptions,
+) -> Result<String, RunError> {
     let spec = engine.speculation().clone();
     let mode = match (o.no_speculation, o.prompt_lookup, spec.draft) {
         (true, _, _) => Mode::Plain,

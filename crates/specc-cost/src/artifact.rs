@@ -56,11 +56,8 @@ pub fn roles(entry: &GraphEntry, models: &[&str]) -> Roles {
         .filter_map(|o| o.aliases_parameter)
         .map(|p| {
             let name = entry.parameters.get(p).map(|e| e.name.as_str()).unwrap_or("");
-            let model = name
-                .split_once('/')
-                .map(|(m, _)| m)
-                .filter(|m| models.contains(m))
-                .unwrap_or(entry.model.as_str());
+            let model =
+                name.split_once('/').map(|(m, _)| m).filter(|m| models.contains(m)).unwrap_or(entry.model.as_str());
             (p, model.to_string())
         })
         .collect();

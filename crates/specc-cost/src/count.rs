@@ -146,7 +146,9 @@ impl Counts {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CountError {
-    #[error("graph `{graph}`: node {node} (`{name}`) has a symbolic shape; only static (compiled) graphs can be counted")]
+    #[error(
+        "graph `{graph}`: node {node} (`{name}`) has a symbolic shape; only static (compiled) graphs can be counted"
+    )]
     Symbolic { graph: String, node: NodeId, name: String },
     #[error("graph `{graph}`: state parameter index {index} is out of range ({params} parameters)")]
     BadState { graph: String, index: usize, params: usize },
@@ -383,12 +385,15 @@ mod tests {
         let mut ck = b.parameter("cache_k", TensorType::fixed(DType::F32, &[1, heads, c, d])).unwrap();
         let mut cv = b.parameter("cache_v", TensorType::fixed(DType::F32, &[1, heads, c, d])).unwrap();
         let embed = b.weight("embed", TensorType::fixed(DType::F32, &[10, h])).unwrap();
-        let ws: Vec<NodeId> =
-            ["wq", "wk", "wv", "wo"].iter().map(|n| b.weight(*n, TensorType::fixed(DType::F32, &[h, h])).unwrap()).collect();
+        let ws: Vec<NodeId> = ["wq", "wk", "wv", "wo"]
+            .iter()
+            .map(|n| b.weight(*n, TensorType::fixed(DType::F32, &[h, h])).unwrap())
+            .collect();
         let zero = b.constant("zero", Literal::scalar_i32(0)).unwrap();
         let mut x = b.add("embed", Op::Gather { axis: 0 }, &[embed, token]).unwrap();
         for p in 0..passes {
-            let dot = |b: &mut GraphBuilder, n: &str, a, w| b.add(format!("{p}{n}"), Op::Dot { dims: matmul() }, &[a, w]);
+            let dot =
+                |b: &mut GraphBuilder, n: &str, a, w| b.add(format!("{p}{n}"), Op::Dot { dims: matmul() }, &[a, w]);
             let heads_of = |b: &mut GraphBuilder, n: &str, v| {
                 let r = b.add(format!("{p}{n}r"), Op::Reshape { shape: Shape::fixed(&[1, 1, heads, d]) }, &[v])?;
                 b.add(format!("{p}{n}t"), Op::Transpose { perm: vec![0, 2, 1, 3] }, &[r])

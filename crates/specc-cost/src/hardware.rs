@@ -74,13 +74,7 @@ pub struct Instance {
 pub const INSTANCES: [Instance; 3] = [
     Instance { name: "trn1.2xlarge", chip: TRN1, chips: 1, cores_per_rank: 1, tp_degrees: &[1, 2] },
     Instance { name: "trn1.32xlarge", chip: TRN1, chips: 16, cores_per_rank: 1, tp_degrees: &[1, 2, 8, 16, 32] },
-    Instance {
-        name: "trn2.48xlarge",
-        chip: TRN2,
-        chips: 16,
-        cores_per_rank: 2,
-        tp_degrees: &[1, 2, 4, 8, 16, 32, 64],
-    },
+    Instance { name: "trn2.48xlarge", chip: TRN2, chips: 16, cores_per_rank: 2, tp_degrees: &[1, 2, 4, 8, 16, 32, 64] },
 ];
 
 pub fn instance(name: &str) -> Option<Instance> {
@@ -132,7 +126,10 @@ impl Instance {
         let rank = if self.cores_per_rank == 1 {
             "a rank is one NeuronCore".to_string()
         } else {
-            format!("a rank is a logical NeuronCore of {} physical cores (LNC={})", self.cores_per_rank, self.cores_per_rank)
+            format!(
+                "a rank is a logical NeuronCore of {} physical cores (LNC={})",
+                self.cores_per_rank, self.cores_per_rank
+            )
         };
         format!(
             "{}: {} {} chip(s), {} ranks; {rank}: {:.1} TFLOPS bf16, {:.1} TFLOPS fp32, {:.0} GB/s HBM, {:.1} GiB HBM",

@@ -89,11 +89,19 @@ impl Literal {
             return Err(LiteralError { shape, expected, got: raw.len(), unit: "bytes" });
         }
         let data = match dtype {
-            DType::F32 => LiteralData::F32(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
-            DType::I32 => LiteralData::I32(raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()),
-            DType::I64 => LiteralData::I64(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
+            DType::F32 => {
+                LiteralData::F32(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+            }
+            DType::I32 => {
+                LiteralData::I32(raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect())
+            }
+            DType::I64 => {
+                LiteralData::I64(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
+            }
             DType::Bool => LiteralData::Bool(raw.iter().map(|&b| b != 0).collect()),
-            DType::BF16 => LiteralData::BF16(raw.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect()),
+            DType::BF16 => {
+                LiteralData::BF16(raw.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect())
+            }
         };
         Ok(Literal { shape, data })
     }

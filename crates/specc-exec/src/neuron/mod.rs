@@ -141,10 +141,14 @@ fn compare(graph: &str, neff: &[TensorInfo], entry: &GraphEntry) -> Result<Vec<S
     let mut problems = Vec::new();
     for (key, (name, input, size)) in &want {
         match have.get(key) {
-            None => problems.push(format!("the manifest's {} `{name}` ({size} bytes) is not in the NEFF", side(*input))),
-            Some(t) if t.input != *input => {
-                problems.push(format!("`{name}` is an {} in the NEFF, an {} in the manifest", side(t.input), side(*input)))
+            None => {
+                problems.push(format!("the manifest's {} `{name}` ({size} bytes) is not in the NEFF", side(*input)))
             }
+            Some(t) if t.input != *input => problems.push(format!(
+                "`{name}` is an {} in the NEFF, an {} in the manifest",
+                side(t.input),
+                side(*input)
+            )),
             Some(t) if t.size != *size => {
                 problems.push(format!("`{name}` has {} bytes in the NEFF, {size} in the manifest", t.size))
             }
@@ -153,7 +157,12 @@ fn compare(graph: &str, neff: &[TensorInfo], entry: &GraphEntry) -> Result<Vec<S
     }
     for (key, t) in &have {
         if !want.contains_key(key) {
-            problems.push(format!("the NEFF's {} `{}` ({} bytes) is not in the manifest", side(t.input), t.name, t.size));
+            problems.push(format!(
+                "the NEFF's {} `{}` ({} bytes) is not in the manifest",
+                side(t.input),
+                t.name,
+                t.size
+            ));
         }
     }
     Ok(problems)
@@ -272,7 +281,8 @@ impl Neuron {
                 // The very tensor bound as the input: updated in place.
                 Some(i) => self.state[&g.parameters[i].name].clone(),
                 None => {
-                    let t = Arc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, o)?, &format!("{}::{}", g.name, o.name))?);
+                    let t =
+                        Arc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, o)?, &format!("{}::{}", g.name, o.name))?);
                     returned.push(CallTensor {
                         name: o.name.clone(),
                         dtype: dtype(&g.name, o)?,

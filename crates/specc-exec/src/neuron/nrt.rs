@@ -185,7 +185,10 @@ impl Runtime {
                 Err(e) => errors.push(format!("{}: {e:?}", path.display())),
             }
         }
-        Err(NrtError::NotFound { tried: tried.iter().map(|p| p.display().to_string()).collect(), detail: errors.join("; ") })
+        Err(NrtError::NotFound {
+            tried: tried.iter().map(|p| p.display().to_string()).collect(),
+            detail: errors.join("; "),
+        })
     }
 
     fn init(lib: Library, path: String) -> Result<Arc<Runtime>, NrtError> {
@@ -289,7 +292,8 @@ impl Tensor {
     pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), NrtError> {
         // SAFETY: live handle; the runtime checks offset + size against the tensor.
         let code = unsafe { (self.rt.f.tensor_write)(self.raw, bytes.as_ptr().cast(), offset, bytes.len()) };
-        self.rt.check("nrt_tensor_write", code, || format!("tensor `{}` ({} bytes at {offset})", self.name, bytes.len()))
+        self.rt
+            .check("nrt_tensor_write", code, || format!("tensor `{}` ({} bytes at {offset})", self.name, bytes.len()))
     }
 
     /// Fills the tensor with zero bytes, in bounded chunks.
