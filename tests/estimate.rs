@@ -227,3 +227,38 @@ fn bad_input_is_refused_with_the_reason() {
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_dir_all(&plain);
 }
+
+/// `--from-bench`: the acceptance a `specc bench --json` run measured per
+/// position is what the estimate's expected tokens per round are made of.
+#[test]
+fn from_bench_uses_the_measured_per_position_acceptance() {
+    let out = tmp("from-bench");
+    compile_pair(&out, &[]);
+    let report = out.join("bench.json");
+    // Short JSON prompts (the bundled ones are longer than this artifact's 64-token bucket).
+    let prompts = out.join("prompts.jsonl");
+    let lines = [
+        r#"{"id": "a", "domain": "json", "prompt": "{\n  \"user\": {\n    \"id\": 17,\n    \"name\": \""}"#,
+        r#"{"id": "b", "domain": "json", "prompt": "{\n  \"items\": [\n    {\"sku\": \"A-1\", \"qty\": "}"#,
+    ];
+    std::fs::write(&prompts, lines.join("\n")).unwrap();
+    let args = ["bench", s(&out), "--prompts", s(&prompts), "--limit", "2", "--max-new-tokens", "24", "-k", "2,4"];
+    let (ok, _, err) = specc(&[&args[..], &["--json", s(&report)]].concat());
+    assert!(ok, "{err}");
+    let bench: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let domain = &bench["domains"][0];
+    let k4 = domain["speculative"].as_array().unwrap().iter().find(|r| r["k"] == 4).expect("a K=4 run");
+    let rates: Vec<f64> = k4["accepted_per_position"].as_array().unwrap().iter().map(f).collect();
+    assert_eq!(rates.len(), 4);
+
+    let e = estimate(&out, &["--from-bench", s(&report)]);
+    let spec = &e["speculation"][0];
+    let label = spec["acceptance"].as_str().unwrap();
+    assert!(label.starts_with("json") && label.contains("measured per-position acceptance at K=4"), "{label}");
+    for row in spec["per_k"].as_array().unwrap() {
+        let k = row["k"].as_u64().unwrap() as usize;
+        let want = 1.0 + rates[..k].iter().sum::<f64>();
+        let got = f(&row["expected_tokens"]);
+        assert!((got - want).abs() < 1e-9, "K={k}: expected tokens {got}, 1 + measured rates = {want}");
+    }
+}
