@@ -349,6 +349,26 @@ fn generation_through_the_neuron_backend_equals_the_reference_backend() {
     let mut engine = Engine::load(&artifact, neuron()).unwrap();
     assert_eq!(double.violations(), "", "loading");
     assert!(double.calls().contains("nrt_init(1)"), "initialized for a framework-less application");
+    // Each weight uploaded exactly once, however many graphs bind it.
+    for model in ["target", "draft"] {
+        let weights: std::collections::BTreeMap<&str, usize> = artifact
+            .manifest
+            .graphs
+            .iter()
+            .flat_map(|g| {
+                g.parameters.iter().filter(|p| p.kind == "weight" && p.model.as_deref().unwrap_or(&g.model) == model)
+            })
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.shape.iter().product::<usize>()
+                        * DType::ALL.into_iter().find(|d| d.name() == p.dtype).unwrap().size_bytes(),
+                )
+            })
+            .collect();
+        let uploaded = weights.values().sum::<usize>() as u64;
+        assert_eq!(double.io(&format!("{model}::")), (0, uploaded), "{model}: {} weights", weights.len());
+    }
     let state_bytes: u64 = artifact
         .manifest
         .graphs

@@ -179,39 +179,37 @@ impl Neuron {
         self.runtime = Some(rt.clone());
         let nc = self.options.core;
 
-        // Weights: once per model, only those some graph reads.
+        // Weights: each model's store opened (read and checksummed) once,
+        // each weight some graph reads uploaded once.
+        let mut wanted: BTreeMap<String, BTreeMap<String, (String, usize)>> = BTreeMap::new();
         for g in &artifact.manifest.graphs {
             for p in g.parameters.iter().filter(|p| p.kind == "weight") {
                 let model = p.model.clone().unwrap_or_else(|| g.model.clone());
-                let key = (model.clone(), p.name.clone());
-                if self.weights.contains_key(&key) {
-                    continue;
-                }
-                let store = artifact.weights(&model)?;
-                let w = store.get(&p.name).ok_or_else(|| NeuronError::Graph {
-                    graph: g.name.clone(),
-                    message: format!("no weight `{}` in model `{model}`", p.name),
+                let size = bytes_of(&g.name, p)?;
+                wanted.entry(model).or_default().entry(p.name.clone()).or_insert((g.name.clone(), size));
+            }
+        }
+        for (model, names) in wanted {
+            let store = artifact.weights(&model)?;
+            for (name, (graph, size)) in names {
+                let w = store.get(&name).ok_or_else(|| NeuronError::Graph {
+                    graph: graph.clone(),
+                    message: format!("no weight `{name}` in model `{model}`"),
                 })?;
                 let bytes = w
                     .bytes
                     .read()
-                    .map_err(|source| specc_artifact::ArtifactError::Io { path: p.name.clone(), source })?;
-                if bytes.len() != bytes_of(&g.name, p)? {
+                    .map_err(|source| specc_artifact::ArtifactError::Io { path: name.clone(), source })?;
+                if bytes.len() != size {
                     return Err(NeuronError::Graph {
-                        graph: g.name.clone(),
-                        message: format!(
-                            "weight `{}` has {} bytes, the graph takes {} {:?}",
-                            p.name,
-                            bytes.len(),
-                            p.dtype,
-                            p.shape
-                        ),
+                        graph,
+                        message: format!("weight `{name}` has {} bytes, the graph takes {size}", bytes.len()),
                     }
                     .into());
                 }
-                let t = Tensor::allocate(&rt, nc, bytes.len(), &format!("{model}::{}", p.name))?;
+                let t = Tensor::allocate(&rt, nc, size, &format!("{model}::{name}"))?;
                 t.write(0, &bytes)?;
-                self.weights.insert(key, Arc::new(t));
+                self.weights.insert((model.clone(), name), Arc::new(t));
             }
         }
 
