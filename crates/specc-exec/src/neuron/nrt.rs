@@ -395,6 +395,15 @@ impl Model {
         // SAFETY: documented call.
         let code = unsafe { (self.rt.f.get_tensor_info)(self.raw, &mut arr) };
         self.rt.check("nrt_get_model_tensor_info", code, || format!("graph `{}`", self.name))?;
+        if arr.is_null() {
+            return Err(NrtError::Status {
+                call: "nrt_get_model_tensor_info",
+                code,
+                name: status_name(code),
+                message: "returned success but no tensor list".into(),
+                context: format!("graph `{}`", self.name),
+            });
+        }
         // SAFETY: on success `arr` points at `tensor_count` entries.
         let out = unsafe {
             let n = (*arr).tensor_count as usize;
