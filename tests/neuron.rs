@@ -401,7 +401,7 @@ fn generation_through_the_neuron_backend_equals_the_reference_backend() {
             assert_eq!(double.io(prefix), (0, 0), "{what}: host I/O on `{prefix}` tensors during generation");
         }
         let (r, w) = double.io("");
-        let per_call = (r + w) / got.metrics.device_calls as u64;
+        let per_call = (r + w) / got.metrics.device_calls;
         assert!(per_call * 1000 < state_bytes, "{what}: {per_call} bytes per call vs {state_bytes} bytes of cache");
         eprintln!(
             "{what}: {} tokens, {} calls, {per_call} bytes moved per call",
@@ -455,8 +455,7 @@ fn an_execute_returning_exec_oob_is_a_typed_error() {
     double.set_execute(Some(execute), &*device as *const RefCell<Device> as *mut c_void);
     let mut engine = Engine::load(&Artifact::open(&dir).unwrap(), neuron()).unwrap();
     double.fail("nrt_execute", 1006, 2);
-    let e =
-        engine.generate(&prompt(), &options(Mode::Draft, None, 3), &mut |_| {}).err().expect("must fail").to_string();
+    let e = engine.generate(&prompt(), &options(Mode::Draft, None, 3), &mut |_| {}).expect_err("must fail").to_string();
     for part in ["nrt_execute failed for graph `", "NRT_EXEC_OOB (1006)", "out of bounds (test double)"] {
         assert!(e.contains(part), "{part:?} not in: {e}");
     }

@@ -22,6 +22,7 @@ use specc_artifact::{Artifact, GraphEntry, TensorEntry};
 use specc_ir::{DType, Literal};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Errors of the Neuron backend.
@@ -70,7 +71,7 @@ struct CallTensor {
     name: String,
     dtype: DType,
     shape: Vec<usize>,
-    tensor: Arc<Tensor>,
+    tensor: Rc<Tensor>,
 }
 
 /// One loaded graph, its sets bound once at load.
@@ -90,8 +91,8 @@ pub struct Neuron {
     // tensors, and the runtime (nrt_close) after all of them: every handle
     // holds the runtime's Arc, so it closes when the last one is gone.
     graphs: HashMap<String, Loaded>,
-    weights: HashMap<(String, String), Arc<Tensor>>,
-    state: HashMap<String, Arc<Tensor>>,
+    weights: HashMap<(String, String), Rc<Tensor>>,
+    state: HashMap<String, Rc<Tensor>>,
     runtime: Option<Arc<Runtime>>,
 }
 
@@ -209,7 +210,7 @@ impl Neuron {
                 }
                 let t = Tensor::allocate(&rt, nc, size, &format!("{model}::{name}"))?;
                 t.write(0, &bytes)?;
-                self.weights.insert((model.clone(), name), Arc::new(t));
+                self.weights.insert((model.clone(), name), Rc::new(t));
             }
         }
 
@@ -234,7 +235,7 @@ impl Neuron {
             let (_, size) = state_params[&name];
             let t = Tensor::allocate(&rt, nc, size, &format!("state::{name}"))?;
             t.zero()?;
-            self.state.insert(name, Arc::new(t));
+            self.state.insert(name, Rc::new(t));
         }
 
         for g in &artifact.manifest.graphs {
@@ -262,7 +263,7 @@ impl Neuron {
             } else if let Some(t) = self.state.get(&p.name) {
                 t.clone()
             } else {
-                let t = Arc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, p)?, &format!("{}::{}", g.name, p.name))?);
+                let t = Rc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, p)?, &format!("{}::{}", g.name, p.name))?);
                 per_call.push(CallTensor {
                     name: p.name.clone(),
                     dtype: dtype(&g.name, p)?,
@@ -280,7 +281,7 @@ impl Neuron {
                 Some(i) => self.state[&g.parameters[i].name].clone(),
                 None => {
                     let t =
-                        Arc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, o)?, &format!("{}::{}", g.name, o.name))?);
+                        Rc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, o)?, &format!("{}::{}", g.name, o.name))?);
                     returned.push(CallTensor {
                         name: o.name.clone(),
                         dtype: dtype(&g.name, o)?,

@@ -14,6 +14,7 @@
 use libloading::Library;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// `NRT_STATUS`: 0 is success.
@@ -332,7 +333,7 @@ pub struct TensorSet {
     rt: Arc<Runtime>,
     raw: *mut RawTensorSet,
     /// The tensors bound, kept alive at least as long as the set.
-    bound: Vec<Arc<Tensor>>,
+    bound: Vec<Rc<Tensor>>,
 }
 
 impl TensorSet {
@@ -345,7 +346,7 @@ impl TensorSet {
     }
 
     /// Binds `tensor` under the NEFF tensor name `name`.
-    pub fn add(&mut self, name: &str, tensor: &Arc<Tensor>) -> Result<(), NrtError> {
+    pub fn add(&mut self, name: &str, tensor: &Rc<Tensor>) -> Result<(), NrtError> {
         let cname = c_name(name);
         // SAFETY: live set and tensor; the tensor outlives the set (kept in `bound`).
         let code = unsafe { (self.rt.f.add_to_set)(self.raw, cname.as_ptr(), tensor.raw) };
