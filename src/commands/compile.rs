@@ -712,10 +712,10 @@ pub fn compile_generation(
         )),
         None => None,
     };
-    if let (Some((bytes, path)), Some(d)) = (&tokenizer, &g.draft) {
-        if let Some(dp) = find_tokenizer(None, d) {
-            Text::from_bytes(bytes, &path.display().to_string())?.check_same_as(&Text::from_file(&dp)?)?;
-        }
+    if let (Some((bytes, path)), Some(d)) = (&tokenizer, &g.draft)
+        && let Some(dp) = find_tokenizer(None, d)
+    {
+        Text::from_bytes(bytes, &path.display().to_string())?.check_same_as(&Text::from_file(&dp)?)?;
     }
     let sources = GenerationSources {
         target: target.display().to_string(),

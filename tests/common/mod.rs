@@ -160,10 +160,10 @@ pub fn check_expectations(
             }
             _ => {}
         }
-        if let Err(e) = r {
-            if e.contains("PANIC") {
-                problems.push(format!("{n}: panicked (specc must never panic): {e}"));
-            }
+        if let Err(e) = r
+            && e.contains("PANIC")
+        {
+            problems.push(format!("{n}: panicked (specc must never panic): {e}"));
         }
     }
     for n in want.keys().filter(|n| !outcomes.contains_key(*n)) {

@@ -198,14 +198,13 @@ impl Policy {
         if self.off {
             return 0;
         }
-        let best = self
-            .costs
+
+        self.costs
             .iter()
             .filter(|(k, _)| *k > 0 || self.rounds >= Self::WARM_UP)
             .max_by(|a, b| self.rate(a.0, a.1).partial_cmp(&self.rate(b.0, b.1)).expect("finite rates"))
             .map(|(k, _)| *k)
-            .unwrap_or(0);
-        best
+            .unwrap_or(0)
     }
 
     pub fn observe(&mut self, k: usize, accepted: usize) {

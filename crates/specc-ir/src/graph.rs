@@ -130,10 +130,11 @@ impl Graph {
         let mut out = Vec::new();
         for &p in &self.params {
             for d in &self.ty(p).shape.0 {
-                if let Dim::Sym(s) = d {
-                    if !d.is_anonymous() && seen.insert(s.clone()) {
-                        out.push(s.clone());
-                    }
+                if let Dim::Sym(s) = d
+                    && !d.is_anonymous()
+                    && seen.insert(s.clone())
+                {
+                    out.push(s.clone());
                 }
             }
         }

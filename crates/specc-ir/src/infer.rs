@@ -108,10 +108,10 @@ fn sem(e: semantics::SemanticsError) -> InferError {
 /// The result type of `op` applied to `operands`. `Parameter` and `Weight`
 /// are typed by their declarations, not here.
 pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<TensorType, InferError> {
-    if let Some(n) = op.arity() {
-        if operands.len() != n {
-            return fail(format!("{} takes {n} operands, got {}", op.name(), operands.len()));
-        }
+    if let Some(n) = op.arity()
+        && operands.len() != n
+    {
+        return fail(format!("{} takes {n} operands, got {}", op.name(), operands.len()));
     }
     let t = |i: usize| operands[i].ty;
     match op {
@@ -168,19 +168,20 @@ pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<T
                 return fail(format!("broadcast dims {dims:?} must increase and be < {}", shape.rank()));
             }
             for (i, &d) in dims.iter().enumerate() {
-                if let (Dim::Fixed(a), Dim::Fixed(b)) = (&t(0).shape.0[i], &shape.0[d]) {
-                    if a != b && *a != 1 {
-                        return fail(format!("broadcast of dim {i} ({a}) to {b}"));
-                    }
+                if let (Dim::Fixed(a), Dim::Fixed(b)) = (&t(0).shape.0[i], &shape.0[d])
+                    && a != b
+                    && *a != 1
+                {
+                    return fail(format!("broadcast of dim {i} ({a}) to {b}"));
                 }
             }
             Ok(TensorType::new(t(0).dtype, shape.clone()))
         }
         Op::Reshape { shape } => {
-            if let (Some(a), Some(b)) = (t(0).shape.num_elements(), shape.num_elements()) {
-                if a != b {
-                    return fail(format!("reshape of {} ({a} elements) to {shape} ({b} elements)", t(0)));
-                }
+            if let (Some(a), Some(b)) = (t(0).shape.num_elements(), shape.num_elements())
+                && a != b
+            {
+                return fail(format!("reshape of {} ({a} elements) to {shape} ({b} elements)", t(0)));
             }
             Ok(TensorType::new(t(0).dtype, shape.clone()))
         }
@@ -206,10 +207,10 @@ pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<T
                 if st == 0 || s > l {
                     return fail(format!("slice dim {i}: start {s}, limit {l}, stride {st}"));
                 }
-                if let Dim::Fixed(d) = t(0).shape.0[i] {
-                    if l > d {
-                        return fail(format!("slice dim {i}: limit {l} > size {d}"));
-                    }
+                if let Dim::Fixed(d) = t(0).shape.0[i]
+                    && l > d
+                {
+                    return fail(format!("slice dim {i}: limit {l} > size {d}"));
                 }
                 dims.push(Dim::Fixed((l - s).div_ceil(st)));
             }
@@ -283,10 +284,10 @@ pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<T
             }
             check_starts(&operands[1..])?;
             for (i, (&s, d)) in sizes.iter().zip(&t(0).shape.0).enumerate() {
-                if let Dim::Fixed(d) = d {
-                    if s > *d {
-                        return fail(format!("dynamic-slice size {s} > dim {i} ({d})"));
-                    }
+                if let Dim::Fixed(d) = d
+                    && s > *d
+                {
+                    return fail(format!("dynamic-slice size {s} > dim {i} ({d})"));
                 }
             }
             Ok(TensorType::fixed(t(0).dtype, sizes))
@@ -301,10 +302,10 @@ pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<T
             }
             check_starts(&operands[2..])?;
             for (i, (u, d)) in t(1).shape.0.iter().zip(&t(0).shape.0).enumerate() {
-                if let (Dim::Fixed(u), Dim::Fixed(d)) = (u, d) {
-                    if u > d {
-                        return fail(format!("dynamic-update-slice update dim {i} ({u}) > {d}"));
-                    }
+                if let (Dim::Fixed(u), Dim::Fixed(d)) = (u, d)
+                    && u > d
+                {
+                    return fail(format!("dynamic-update-slice update dim {i} ({u}) > {d}"));
                 }
             }
             Ok(t(0).clone())
@@ -412,10 +413,10 @@ pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<T
 }
 
 fn check_starts(starts: &[Operand]) -> Result<(), InferError> {
-    if let Some(first) = starts.first() {
-        if starts.iter().any(|s| !is_int_scalar(s.ty) || s.ty.dtype != first.ty.dtype) {
-            return fail("start indices must be integer scalars of one type");
-        }
+    if let Some(first) = starts.first()
+        && starts.iter().any(|s| !is_int_scalar(s.ty) || s.ty.dtype != first.ty.dtype)
+    {
+        return fail("start indices must be integer scalars of one type");
     }
     Ok(())
 }

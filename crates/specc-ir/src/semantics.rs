@@ -63,7 +63,7 @@ pub fn reshape_dims(input: &[usize], target: &[i64], zero_copies: bool) -> Resul
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer_at {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return err(format!("cannot infer -1 in reshape of {input:?} to {target:?}"));
         }
         out[i] = total / known;

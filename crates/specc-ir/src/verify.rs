@@ -110,14 +110,10 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             }
             _ => {}
         }
-        if let Some(n) = node.op.arity() {
-            if node.operands.len() != n {
-                return Err(at(
-                    id,
-                    "arity",
-                    format!("{} takes {n} operands, has {}", node.op.name(), node.operands.len()),
-                ));
-            }
+        if let Some(n) = node.op.arity()
+            && node.operands.len() != n
+        {
+            return Err(at(id, "arity", format!("{} takes {n} operands, has {}", node.op.name(), node.operands.len())));
         }
         let ops: Vec<Operand> =
             node.operands.iter().map(|&o| Operand { ty: &g.nodes[o.index()].ty, value: g.constant_value(o) }).collect();

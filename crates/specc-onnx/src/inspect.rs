@@ -54,12 +54,12 @@ pub fn inspect_report(path: &Path) -> Result<String, ImportError> {
     }
     let mut dims: Vec<String> = Vec::new();
     for vi in graph.input.iter().filter(|v| !init.contains(v.name.as_str())) {
-        if vi.type_.has_tensor_type() {
-            if let Some(s) = vi.type_.tensor_type().shape.as_ref() {
-                for d in &s.dim {
-                    if !d.has_dim_value() && !d.dim_param().is_empty() && !dims.iter().any(|x| x == d.dim_param()) {
-                        dims.push(d.dim_param().to_string());
-                    }
+        if vi.type_.has_tensor_type()
+            && let Some(s) = vi.type_.tensor_type().shape.as_ref()
+        {
+            for d in &s.dim {
+                if !d.has_dim_value() && !d.dim_param().is_empty() && !dims.iter().any(|x| x == d.dim_param()) {
+                    dims.push(d.dim_param().to_string());
                 }
             }
         }
@@ -106,7 +106,7 @@ fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

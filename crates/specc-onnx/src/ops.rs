@@ -494,10 +494,10 @@ fn split(c: &mut Ctx, n: &NodeProto) -> LResult<Vec<NodeId>> {
     if sizes.len() != outputs {
         return Err(c.err(format!("{} split sizes for {outputs} outputs", sizes.len())));
     }
-    if let Dim::Fixed(d) = dims[axis] {
-        if sizes.iter().sum::<i64>() != d as i64 {
-            return Err(c.err(format!("split sizes {sizes:?} do not add up to dim {d}")));
-        }
+    if let Dim::Fixed(d) = dims[axis]
+        && sizes.iter().sum::<i64>() != d as i64
+    {
+        return Err(c.err(format!("split sizes {sizes:?} do not add up to dim {d}")));
     }
     let mut start = 0;
     let mut out = Vec::new();

@@ -72,10 +72,10 @@ impl Bindings {
                     if d.is_anonymous() {
                         continue;
                     }
-                    if let Some(&m) = out.0.get(s) {
-                        if m != n {
-                            return Err(format!("dim `{s}` is {m} in one input but {n} in `{name}`"));
-                        }
+                    if let Some(&m) = out.0.get(s)
+                        && m != n
+                    {
+                        return Err(format!("dim `{s}` is {m} in one input but {n} in `{name}`"));
                     }
                     out.0.insert(s.clone(), n);
                 }
@@ -155,10 +155,10 @@ impl Specializer {
     /// Learns what the old type's symbols became.
     fn unify(&mut self, old: &TensorType, new: &TensorType) {
         for (o, n) in old.shape.0.iter().zip(&new.shape.0) {
-            if let Dim::Sym(s) = o {
-                if o != n {
-                    self.subst.entry(s.clone()).or_insert_with(|| n.clone());
-                }
+            if let Dim::Sym(s) = o
+                && o != n
+            {
+                self.subst.entry(s.clone()).or_insert_with(|| n.clone());
             }
         }
     }
@@ -216,18 +216,18 @@ impl Specializer {
         {
             let ops: Vec<Operand> =
                 operands.iter().map(|&o| Operand { ty: b.ty(o), value: b.constant_value(o) }).collect();
-            if let Ok(t) = infer::infer(op, &ops, &mut Scratch) {
-                if t.shape.num_elements().is_some_and(|n| n <= FOLD_LIMIT || matches!(op, Op::DynRange)) {
-                    let args: Vec<&Literal> = operands.iter().map(|&o| b.constant_value(o).expect("checked")).collect();
-                    match specc_interp::fold(op, &args) {
-                        Ok(l) => {
-                            self.folded += 1;
-                            return b.constant(name, l).map(Some);
-                        }
-                        Err(message) => {
-                            self.fold_error.get_or_insert(OptError::Fold { node: name.into(), op: op.name(), message });
-                            return Ok(None);
-                        }
+            if let Ok(t) = infer::infer(op, &ops, &mut Scratch)
+                && t.shape.num_elements().is_some_and(|n| n <= FOLD_LIMIT || matches!(op, Op::DynRange))
+            {
+                let args: Vec<&Literal> = operands.iter().map(|&o| b.constant_value(o).expect("checked")).collect();
+                match specc_interp::fold(op, &args) {
+                    Ok(l) => {
+                        self.folded += 1;
+                        return b.constant(name, l).map(Some);
+                    }
+                    Err(message) => {
+                        self.fold_error.get_or_insert(OptError::Fold { node: name.into(), op: op.name(), message });
+                        return Ok(None);
                     }
                 }
             }
@@ -235,10 +235,10 @@ impl Specializer {
         // Shape-computing ops whose shape operands are now constants.
         match op {
             Op::DynReshape { zero_copies } => {
-                if let (Some(target), Some(input)) = (lit(b, 1).and_then(|l| l.to_i64_vec()), ty(0).shape.as_fixed()) {
-                    if let Ok(d) = semantics::reshape_dims(&input, &target, *zero_copies) {
-                        return b.add(name, Op::Reshape { shape: Shape::fixed(&d) }, &operands[..1]).map(Some);
-                    }
+                if let (Some(target), Some(input)) = (lit(b, 1).and_then(|l| l.to_i64_vec()), ty(0).shape.as_fixed())
+                    && let Ok(d) = semantics::reshape_dims(&input, &target, *zero_copies)
+                {
+                    return b.add(name, Op::Reshape { shape: Shape::fixed(&d) }, &operands[..1]).map(Some);
                 }
             }
             Op::DynBroadcast => {
@@ -254,31 +254,31 @@ impl Specializer {
                 }
             }
             Op::DynFill { value } => {
-                if let Some(target) = lit(b, 0).and_then(|l| l.to_i64_vec()) {
-                    if let Some(out) = target.iter().map(|&v| usize::try_from(v).ok()).collect::<Option<Vec<_>>>() {
-                        let v = b.constant(format!("{name}#value"), value.clone())?;
-                        return b.add(name, Op::Broadcast { shape: Shape::fixed(&out), dims: vec![] }, &[v]).map(Some);
-                    }
+                if let Some(target) = lit(b, 0).and_then(|l| l.to_i64_vec())
+                    && let Some(out) = target.iter().map(|&v| usize::try_from(v).ok()).collect::<Option<Vec<_>>>()
+                {
+                    let v = b.constant(format!("{name}#value"), value.clone())?;
+                    return b.add(name, Op::Broadcast { shape: Shape::fixed(&out), dims: vec![] }, &[v]).map(Some);
                 }
             }
             Op::DynSlice { axes, steps } => {
                 let (s, e) = (lit(b, 1).and_then(|l| l.to_i64_vec()), lit(b, 2).and_then(|l| l.to_i64_vec()));
-                if let (Some(s), Some(e), Some(shape)) = (s, e, ty(0).shape.as_fixed()) {
-                    if let Ok(sl) = semantics::onnx_slice_static(&shape, axes, &s, &e, steps) {
-                        if sl.is_identity(&shape) {
-                            return Ok(Some(operands[0]));
-                        }
-                        let rev = sl.reverse.clone();
-                        let y = b.add(
-                            name,
-                            Op::Slice { starts: sl.starts, limits: sl.limits, strides: sl.strides },
-                            &operands[..1],
-                        )?;
-                        if rev.is_empty() {
-                            return Ok(Some(y));
-                        }
-                        return b.add(format!("{name}#reverse"), Op::Reverse { axes: rev }, &[y]).map(Some);
+                if let (Some(s), Some(e), Some(shape)) = (s, e, ty(0).shape.as_fixed())
+                    && let Ok(sl) = semantics::onnx_slice_static(&shape, axes, &s, &e, steps)
+                {
+                    if sl.is_identity(&shape) {
+                        return Ok(Some(operands[0]));
                     }
+                    let rev = sl.reverse.clone();
+                    let y = b.add(
+                        name,
+                        Op::Slice { starts: sl.starts, limits: sl.limits, strides: sl.strides },
+                        &operands[..1],
+                    )?;
+                    if rev.is_empty() {
+                        return Ok(Some(y));
+                    }
+                    return b.add(format!("{name}#reverse"), Op::Reverse { axes: rev }, &[y]).map(Some);
                 }
             }
             _ => {}

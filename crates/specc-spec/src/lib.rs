@@ -65,13 +65,13 @@ pub fn build_all(
     cfg: &SpecConfig,
 ) -> Result<Vec<BuiltGraph>, SpecError> {
     cfg.check()?;
-    if let Some(d) = draft {
-        if d.vocab != target.vocab {
-            return Err(SpecError::Vocabulary(format!(
-                "the draft's logits have {} entries, the target's {}",
-                d.vocab, target.vocab
-            )));
-        }
+    if let Some(d) = draft
+        && d.vocab != target.vocab
+    {
+        return Err(SpecError::Vocabulary(format!(
+            "the draft's logits have {} entries, the target's {}",
+            d.vocab, target.vocab
+        )));
     }
     let mut out = Vec::new();
     for &bucket in &cfg.buckets {
