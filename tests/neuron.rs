@@ -501,6 +501,19 @@ fn missing_runtime_or_neffs_say_what_to_install() {
     let artifact = Artifact::open(compiled()).unwrap();
     let e = Engine::load(&artifact, neuron()).err().unwrap().to_string();
     assert!(e.contains("no NEFF for 13 of its graphs") && e.contains(" more)") && e.contains("neuronx-cc"), "{e}");
+    // An artifact for XLA: no NEFF can exist, and the fix is the target.
+    let xla = std::env::temp_dir().join(format!("specc-neuron-{}-xla", std::process::id()));
+    let _ = std::fs::remove_dir_all(&xla);
+    let g = GenerationOptions {
+        draft: None,
+        spec: SpecConfig { ks: vec![2], capacity: 64, buckets: vec![16] },
+        tokenizer: None,
+        force: true,
+    };
+    let o = CompileOptions { target: specc_hlo::Target::Xla, ..CompileOptions::default() };
+    compile_generation(&pair("target"), &xla, &o, &g).unwrap();
+    let e = Engine::load(&Artifact::open(&xla).unwrap(), neuron()).err().unwrap().to_string();
+    assert!(e.contains("compiled for target `xla`") && e.contains("--target trn1"), "{e}");
     // NEFFs but no libnrt.
     let _turn = turn();
     let dir = with_neffs("nolib", |_, s| s);

@@ -31,6 +31,11 @@ pub enum NeuronError {
     #[error(transparent)]
     Runtime(#[from] NrtError),
     #[error(
+        "the artifact was compiled for target `{target}`, which has no NEFFs: recompile it with --target trn1 (or trn2, inf2) \
+         on a machine with neuronx-cc to run it on a NeuronCore"
+    )]
+    NotNeuronTarget { target: String },
+    #[error(
         "the artifact has no NEFF for {} of its graphs ({}): it was compiled where neuronx-cc is not installed. \
          Compile it on a machine with the Neuron SDK (pip package neuronx-cc; `specc compile` runs it when it is on PATH), \
          or run each graph's command recorded in manifest.json there",
@@ -171,6 +176,12 @@ fn compare(graph: &str, neff: &[TensorInfo], entry: &GraphEntry) -> Result<Vec<S
 
 impl Neuron {
     fn load_all(&mut self, artifact: &Artifact) -> Result<(), BackendError> {
+        // The Neuron targets of specc_hlo::Target (named here: the executor
+        // does not depend on the HLO crate).
+        let target = &artifact.manifest.target;
+        if !["trn1", "trn2", "inf2"].contains(&target.as_str()) {
+            return Err(NeuronError::NotNeuronTarget { target: target.clone() }.into());
+        }
         let missing: Vec<String> =
             artifact.manifest.graphs.iter().filter(|g| g.neff.is_none()).map(|g| g.name.clone()).collect();
         if !missing.is_empty() {
