@@ -561,12 +561,13 @@ pub fn dot<B: Backend>(lhs: Value<B>, rhs: Value<B>, d: &DotDims) -> KResult<B> 
     // whose summation order matches XLA CPU's closely enough for the bf16
     // comparison's tolerance (tests/xla.rs). Measured: through the skinny
     // kernel, bf16 dot results differ from burn's only in the last f32 bits
-    // (no result changes its bf16 rounding), but downstream, where
-    // activations are rounded to bf16 before the next weight matmul, such
-    // last-bit differences occasionally land on the other side of a
+    // (no result changes its bf16 rounding), yet a logit of the llama
+    // fixture moved by 0.0048, over the comparison's 1e-3. The likely path
+    // (inferred, not traced): downstream, where activations are rounded to
+    // bf16 before the next weight matmul, last-bit differences occasionally
+    // land on the other side of a
     // rounding boundary; a flip moves a value by up to one bf16 ulp (0.4%)
-    // and it carries through the layers: 0.0048 on a logit of the llama
-    // fixture, over the comparison's 1e-3. Not a bug in either kernel: bf16
+    // and it carries through the layers. Not a bug in either kernel: bf16
     // results are reproducible only for one summation order (a device's
     // will differ the same way).
     let f32_operands = lhs.dtype() == DType::F32 && rhs.dtype() == DType::F32;
