@@ -564,12 +564,11 @@ pub fn dot<B: Backend>(lhs: Value<B>, rhs: Value<B>, d: &DotDims) -> KResult<B> 
     // (no result changes its bf16 rounding), yet a logit of the llama
     // fixture moved by 0.0048, over the comparison's 1e-3. The likely path
     // (inferred, not traced): downstream, where activations are rounded to
-    // bf16 before the next weight matmul, last-bit differences occasionally
-    // land on the other side of a
-    // rounding boundary; a flip moves a value by up to one bf16 ulp (0.4%)
-    // and it carries through the layers. Not a bug in either kernel: bf16
-    // results are reproducible only for one summation order (a device's
-    // will differ the same way).
+    // bf16 before the next weight matmul, a last-bit difference sometimes
+    // lands on the other side of a rounding boundary; the flip moves a value
+    // by up to one bf16 ulp (0.4%) and carries through the layers. Not a bug
+    // in either kernel: bf16 results are reproducible only for one summation
+    // order (a device's will differ the same way).
     let f32_operands = lhs.dtype() == DType::F32 && rhs.dtype() == DType::F32;
     // bf16 operands are exact in f32; products and sums are f32.
     let (lhs, rhs) = (lhs.as_f32(), rhs.as_f32());
