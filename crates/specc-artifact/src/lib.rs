@@ -290,10 +290,6 @@ fn from_st_dtype(d: safetensors::Dtype) -> Option<DType> {
     }
 }
 
-fn parse_dtype(s: &str) -> Option<DType> {
-    DType::ALL.into_iter().find(|d| d.name() == s)
-}
-
 /// An artifact being written. Dropped without [`Staging::commit`], it
 /// removes everything it wrote.
 pub struct Staging {
@@ -556,7 +552,7 @@ impl Artifact {
                     }
                 }
                 for t in tensors {
-                    let dtype = parse_dtype(&t.dtype).ok_or_else(|| ArtifactError::Corrupt {
+                    let dtype = DType::from_name(&t.dtype).ok_or_else(|| ArtifactError::Corrupt {
                         file: MANIFEST.into(),
                         detail: format!("dtype {}", t.dtype),
                     })?;

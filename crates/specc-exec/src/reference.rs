@@ -89,10 +89,8 @@ impl<B: burn_backend::Backend> Backend for Reference<B> {
                     let param = &entry.parameters[p];
                     state_params.insert(p, param.name.clone());
                     if !self.state.contains_key(&param.name) {
-                        let dtype = DType::ALL
-                            .into_iter()
-                            .find(|d| d.name() == param.dtype)
-                            .ok_or_else(|| err(format!("dtype {}", param.dtype)))?;
+                        let dtype =
+                            DType::from_name(&param.dtype).ok_or_else(|| err(format!("dtype {}", param.dtype)))?;
                         self.state
                             .insert(param.name.clone(), Value::from_literal(&zeros(dtype, &param.shape), &self.device));
                     }

@@ -57,6 +57,11 @@ impl DType {
             DType::BF16 => "bf16",
         }
     }
+
+    /// The dtype [`DType::name`] spells `name` (manifests store that name).
+    pub fn from_name(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name)
+    }
 }
 
 impl fmt::Display for DType {

@@ -113,7 +113,7 @@ impl Neuron {
 }
 
 fn dtype(graph: &str, t: &TensorEntry) -> Result<DType, NeuronError> {
-    DType::ALL.into_iter().find(|d| d.name() == t.dtype).ok_or_else(|| NeuronError::Graph {
+    DType::from_name(&t.dtype).ok_or_else(|| NeuronError::Graph {
         graph: graph.into(),
         message: format!("tensor `{}` has unknown dtype `{}`", t.name, t.dtype),
     })
