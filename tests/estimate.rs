@@ -19,16 +19,6 @@ fn pair(role: &str) -> PathBuf {
     repo().join("graphs/pair").join(role)
 }
 
-fn specc(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_specc")).args(args).output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 const CAPACITY: usize = 256;
 
 fn compile_pair(out: &Path, extra: &[&str]) {

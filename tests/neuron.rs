@@ -129,6 +129,19 @@ impl Double {
         }
     }
 
+    /// Runs every `nrt_execute` on the interpreter over the artifact at
+    /// `dir`; the box must outlive the executes (detach with
+    /// `set_execute(None, ..)`).
+    fn attach_device(&self, dir: &Path) -> Box<RefCell<Device>> {
+        let device = Box::new(RefCell::new(Device {
+            artifact: Artifact::open(dir).unwrap(),
+            sessions: HashMap::new(),
+            error: None,
+        }));
+        self.set_execute(Some(execute), &*device as *const RefCell<Device> as *mut c_void);
+        device
+    }
+
     /// Nothing open, nothing leaked, no breach of the API recorded.
     fn assert_clean(&self, what: &str) {
         assert_eq!(self.violations(), "", "{what}: the double recorded API breaches");
@@ -149,7 +162,7 @@ impl Device {
         let entry = self.artifact.manifest.graph(graph).map_err(|e| e.to_string())?.clone();
         let buffer = |name: &str| inputs.iter().find(|(n, _)| *n == name).map(|(_, b)| *b);
         let value = |p: &specc_artifact::TensorEntry| -> Result<Value<Cpu>, String> {
-            let dtype = DType::ALL.into_iter().find(|d| d.name() == p.dtype).unwrap();
+            let dtype = DType::from_name(&p.dtype).unwrap();
             let bytes = buffer(&p.neff_name).ok_or(format!("no buffer for {}", p.neff_name))?;
             Ok(Value::from_le_bytes(dtype, &p.shape, bytes, &cpu_device()))
         };
@@ -330,12 +343,7 @@ fn generation_through_the_neuron_backend_equals_the_reference_backend() {
     let dir = with_neffs("ok", |_, s| s);
     let artifact = Artifact::open(&dir).unwrap();
     let double = Double::open();
-    let device = Box::new(RefCell::new(Device {
-        artifact: Artifact::open(&dir).unwrap(),
-        sessions: HashMap::new(),
-        error: None,
-    }));
-    double.set_execute(Some(execute), &*device as *const RefCell<Device> as *mut c_void);
+    let device = double.attach_device(&dir);
 
     let sampled = Sampling { temperature: 0.8, top_k: 40, top_p: 0.95, seed: 1234 };
     let cases: [(&str, GenerateOptions); 5] = [
@@ -359,11 +367,7 @@ fn generation_through_the_neuron_backend_equals_the_reference_backend() {
                 g.parameters.iter().filter(|p| p.kind == "weight" && p.model.as_deref().unwrap_or(&g.model) == model)
             })
             .map(|p| {
-                (
-                    p.name.as_str(),
-                    p.shape.iter().product::<usize>()
-                        * DType::ALL.into_iter().find(|d| d.name() == p.dtype).unwrap().size_bytes(),
-                )
+                (p.name.as_str(), p.shape.iter().product::<usize>() * DType::from_name(&p.dtype).unwrap().size_bytes())
             })
             .collect();
         let uploaded = weights.values().sum::<usize>() as u64;
@@ -374,10 +378,7 @@ fn generation_through_the_neuron_backend_equals_the_reference_backend() {
         .graphs
         .iter()
         .flat_map(|g| g.outputs.iter().filter_map(|o| o.aliases_parameter.map(|p| &g.parameters[p])))
-        .map(|p| {
-            (p.shape.iter().product::<usize>()
-                * DType::ALL.into_iter().find(|d| d.name() == p.dtype).unwrap().size_bytes()) as u64
-        })
+        .map(|p| (p.shape.iter().product::<usize>() * DType::from_name(&p.dtype).unwrap().size_bytes()) as u64)
         .collect::<std::collections::BTreeSet<_>>()
         .iter()
         .sum();
@@ -447,12 +448,7 @@ fn an_execute_returning_exec_oob_is_a_typed_error() {
     let _turn = turn();
     let dir = with_neffs("oob", |_, s| s);
     let double = Double::open();
-    let device = Box::new(RefCell::new(Device {
-        artifact: Artifact::open(&dir).unwrap(),
-        sessions: HashMap::new(),
-        error: None,
-    }));
-    double.set_execute(Some(execute), &*device as *const RefCell<Device> as *mut c_void);
+    let _device = double.attach_device(&dir);
     let mut engine = Engine::load(&Artifact::open(&dir).unwrap(), neuron()).unwrap();
     double.fail("nrt_execute", 1006, 2);
     let e = engine.generate(&prompt(), &options(Mode::Draft, None, 3), &mut |_| {}).expect_err("must fail").to_string();

@@ -236,13 +236,6 @@ fn prompts_eos_and_a_full_cache_behave_as_a_user_expects() {
     assert!(msg.contains("no draft model"), "{msg}");
 }
 
-/// `specc` on the command line, returning (success, stdout, stderr).
-fn specc(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_specc")).args(args).output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
-}
-
 #[test]
 fn the_cli_compiles_several_k_and_runs_any_of_them_losslessly() {
     let pair = repo().join("graphs/small");

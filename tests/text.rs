@@ -20,17 +20,6 @@ fn pair(role: &str) -> PathBuf {
     repo().join("graphs/pair").join(role).join("with_past/model.onnx")
 }
 
-/// `specc` on the command line: (success, stdout, stderr).
-fn specc(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_specc")).args(args).output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn compile_pair(out: &Path) {
     let (t, d) = (pair("target"), pair("draft"));
     let args = ["compile", s(&t), "--draft", s(&d), "--max-seq-len", "256", "-k", "1-4", "--prompt-buckets", "64,128"];

@@ -3,9 +3,21 @@
 #![allow(dead_code)]
 
 use specc_ir::{Literal, LiteralData};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const ARCHS: [&str; 4] = ["llama", "qwen2", "gpt2", "mistral"];
+
+/// `specc` on the command line: (success, stdout, stderr).
+pub fn specc(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_specc")).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
