@@ -286,10 +286,8 @@ def is_placeholder(t: torch.Tensor) -> bool:
     return t.untyped_storage().nbytes() < t.numel() * t.element_size()
 
 
-def placeholder_model(config: LlamaConfig) -> LlamaForCausalLM:
-    """The HF model with 4-byte stride-0 zero weights and a real rotary embedding."""
-    with torch.device("meta"):
-        model = LlamaForCausalLM(config)
+def zero_parameters(model: torch.nn.Module) -> None:
+    """Replaces every parameter of a meta-device model by a 4-byte stride-0 zero."""
     model.eval()
     for module in model.modules():
         for name, param in list(module._parameters.items()):
@@ -297,12 +295,23 @@ def placeholder_model(config: LlamaConfig) -> LlamaForCausalLM:
                 continue
             zero = torch.zeros((), dtype=torch.float32).expand(param.shape)
             module._parameters[name] = torch.nn.Parameter(zero, requires_grad=False)
-    # inv_freq (a non-persistent buffer) becomes a real constant of the graph:
-    # rebuild the rotary embedding on the CPU so it holds real values.
-    model.model.rotary_emb = LlamaRotaryEmbedding(config=config)
+
+
+def check_off_meta(model: torch.nn.Module) -> None:
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         if t.is_meta:
             raise RuntimeError(f"{name} is still on the meta device")
+
+
+def placeholder_model(config: LlamaConfig) -> LlamaForCausalLM:
+    """The HF model with 4-byte stride-0 zero weights and a real rotary embedding."""
+    with torch.device("meta"):
+        model = LlamaForCausalLM(config)
+    zero_parameters(model)
+    # inv_freq (a non-persistent buffer) becomes a real constant of the graph:
+    # rebuild the rotary embedding on the CPU so it holds real values.
+    model.model.rotary_emb = LlamaRotaryEmbedding(config=config)
+    check_off_meta(model)
     return model
 
 
@@ -347,8 +356,9 @@ class PlaceholderRecorder:
             torch._C._jit_pass_onnx_deduplicate_initializers = original
 
 
-def placeholder_export(config: LlamaConfig, work_dir: Path) -> tuple[Path, PlaceholderRecorder]:
-    """optimum export of the placeholder model; returns (model.onnx, recorder).
+def placeholder_export(config: LlamaConfig, work_dir: Path, build=None) -> tuple[Path, PlaceholderRecorder]:
+    """optimum export of the placeholder model (`build(config)`, default
+    `placeholder_model`); returns (model.onnx, recorder).
 
     The model.onnx written here still holds 1-element stand-ins for the weights.
     """
@@ -356,7 +366,7 @@ def placeholder_export(config: LlamaConfig, work_dir: Path) -> tuple[Path, Place
 
     from optimum.exporters.onnx.base import OnnxConfig
 
-    model = placeholder_model(config)
+    model = (build or placeholder_model)(config)
     model.config.use_cache = True   # as main_export does for *-with-past
     recorder = PlaceholderRecorder()
     # optimum opens the fresh export in onnxruntime to "fix dynamic axes"; with

@@ -65,7 +65,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import onnx
@@ -176,34 +175,17 @@ def param_count(c) -> int:
 def placeholder_model(config) -> torch.nn.Module:
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
-    model.eval()
-    for module in model.modules():
-        for name, param in list(module._parameters.items()):
-            if param is None:
-                continue
-            zero = torch.zeros((), dtype=torch.float32).expand(param.shape)
-            module._parameters[name] = torch.nn.Parameter(zero, requires_grad=False)
+    mbm.zero_parameters(model)
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     # The rotary inv_freq is a real constant of the graph: rebuild it on the CPU.
     model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
-    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-        if t.is_meta:
-            raise RuntimeError(f"{name} is still on the meta device")
+    mbm.check_off_meta(model)
     return model
 
 
 def placeholder_export(config, work_dir: Path) -> tuple[Path, mbm.PlaceholderRecorder]:
-    from optimum.exporters.onnx import onnx_export_from_model
-    from optimum.exporters.onnx.base import OnnxConfig
-
-    model = placeholder_model(config)
-    model.config.use_cache = True
-    recorder = mbm.PlaceholderRecorder()
-    no_fix = mock.patch.object(OnnxConfig, "fix_dynamic_axes", lambda self, *a, **k: None)
-    with recorder.active(), no_fix:
-        onnx_export_from_model(model=model, output=work_dir, task=mbm.TASK, device="cpu", do_validation=False)
-    return work_dir / "model.onnx", recorder
+    return mbm.placeholder_export(config, work_dir, build=placeholder_model)
 
 
 # --------------------------------------------------------------------------
