@@ -1,29 +1,10 @@
-//! Stamps the binary with its version and, when built from a git checkout,
-//! the commit, so that bug reports and artifact manifests say exactly which
-//! specc made them.
-//!
-//! Also builds the C test double of libnrt (tests/nrt_double) into a shared
+//! Builds the C test double of libnrt (tests/nrt_double) into a shared
 //! library in OUT_DIR and tells the tests where it is. Nothing links it:
 //! the tests load it through the same dlopen path as the real runtime, so
-//! the shipped binary never contains it.
-
-use std::process::Command;
+//! the shipped binary never contains it. (specc's version stamp is made by
+//! crates/specc-driver/build.rs.)
 
 fn main() {
-    let version = env!("CARGO_PKG_VERSION");
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let full = match commit {
-        Some(c) => format!("{version} ({c})"),
-        None => version.to_string(),
-    };
-    println!("cargo:rustc-env=SPECC_VERSION={full}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-changed=build.rs");
     build_nrt_double();
 }

@@ -11,7 +11,7 @@ fn main() {
         print!("{}", m.graph);
         return;
     }
-    let b = specc::commands::parse_dims(&dims).unwrap();
+    let b = specc_opt::Bindings::parse_flags(&dims).unwrap();
     let (g, _) = specc_opt::specialize(&m.graph, &b).unwrap_or_else(|e| panic!("{e}"));
     if hlo {
         let module = specc_hlo::lower(&g, &[]).unwrap_or_else(|e| panic!("{e}"));

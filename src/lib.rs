@@ -3,8 +3,5 @@
 
 pub mod bench;
 pub mod commands;
-pub mod neff_cache;
-pub mod neuronx;
 pub mod plot;
 pub mod tensor_io;
-pub mod text;

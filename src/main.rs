@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "specc", version = env!("SPECC_VERSION"), about = "Speculative-decoding compiler and runtime for LLMs on AWS Trainium")]
+#[command(name = "specc", version = specc_driver::VERSION, about = "Speculative-decoding compiler and runtime for LLMs on AWS Trainium")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,7 +36,7 @@ enum Command {
         /// Speculative tokens per round (K): one value (`4`), a list (`2,4`)
         /// or a range (`1-8`); a round graph is built for each, and `specc
         /// run` uses the largest unless told otherwise (or adapts among them).
-        #[arg(short = 'k', long = "num-speculative-tokens", default_value = "4", value_parser = specc::commands::compile::parse_ks)]
+        #[arg(short = 'k', long = "num-speculative-tokens", default_value = "4", value_parser = specc_driver::compile::parse_ks)]
         num_speculative_tokens: std::vec::Vec<usize>,
         /// The target's Hugging Face tokenizer.json (default: found beside
         /// the model or one directory up); copied into the artifact.
@@ -162,7 +162,7 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         runs: usize,
         /// The K to measure (`4`, `2,4`, `1-8`; default: every compiled K).
-        #[arg(short = 'k', long = "num-speculative-tokens", value_parser = specc::commands::compile::parse_ks)]
+        #[arg(short = 'k', long = "num-speculative-tokens", value_parser = specc_driver::compile::parse_ks)]
         num_speculative_tokens: Option<std::vec::Vec<usize>>,
         /// Also measure the adaptive K policy.
         #[arg(long)]
@@ -299,10 +299,10 @@ fn compile(
     target: String,
     dtype: String,
     weights: String,
-    neuronx: specc::neuronx::NeuronxOptions,
+    neuronx: specc_driver::neuronx::NeuronxOptions,
     generation: Generation,
 ) -> Result<String, Box<dyn std::error::Error>> {
-    use specc::commands::compile::{self as c, CompileOptions, WeightMode};
+    use specc_driver::compile::{self as c, CompileOptions, WeightMode};
     let weights = match weights.as_str() {
         "copy" => WeightMode::Copy,
         "link" => WeightMode::Link,
@@ -371,16 +371,16 @@ fn main() -> ExitCode {
             target,
             dtype,
             weights,
-            specc::neuronx::NeuronxOptions {
+            specc_driver::neuronx::NeuronxOptions {
                 model_type,
                 auto_cast,
                 opt_level,
                 compiler: neuronx_cc,
                 jobs,
                 neff_cache: match (no_neff_cache, neff_cache) {
-                    (true, _) => specc::neff_cache::CacheSetting::Off,
-                    (false, Some(dir)) => specc::neff_cache::CacheSetting::Dir(dir),
-                    (false, None) => specc::neff_cache::CacheSetting::Default,
+                    (true, _) => specc_driver::neff_cache::CacheSetting::Off,
+                    (false, Some(dir)) => specc_driver::neff_cache::CacheSetting::Dir(dir),
+                    (false, None) => specc_driver::neff_cache::CacheSetting::Default,
                 },
             },
             Generation { draft, max_seq_len, ks: num_speculative_tokens, buckets: prompt_buckets, tokenizer, force },

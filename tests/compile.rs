@@ -4,8 +4,8 @@
 
 mod common;
 use common::*;
-use specc::commands::compile::{CompileError, CompileOptions, WeightMode, compile};
 use specc_artifact::{Artifact, ArtifactError};
+use specc_driver::compile::{CompileError, CompileOptions, WeightMode, compile};
 use specc_hlo::Target;
 use specc_interp::{Cpu, Session, cpu_device};
 use specc_ir::Literal;
@@ -196,7 +196,7 @@ fn neuronx_cc_runs_when_installed_and_its_failures_are_surfaced() {
     let mut o = opts(Target::Trn1);
     o.neuronx.compiler = Some(cc);
     // Keep the user's NEFF cache out of tests (tests/neuronx.rs covers it).
-    o.neuronx.neff_cache = specc::neff_cache::CacheSetting::Off;
+    o.neuronx.neff_cache = specc_driver::neff_cache::CacheSetting::Off;
     let report = compile(&llama(), &out, &o).unwrap();
     assert!(report.contains("neuronx-cc built graphs/model.neff"), "{report}");
     let a = Artifact::open(&out).unwrap();

@@ -16,8 +16,8 @@
 mod common;
 use common::*;
 use prost::Message;
-use specc::commands::compile::{CompileOptions, GenerationOptions, compile_generation};
 use specc_artifact::Artifact;
+use specc_driver::compile::{CompileOptions, GenerationOptions, compile_generation};
 use specc_exec::{Engine, GenerateOptions, Mode, Neuron, NeuronOptions, Reference, Sampling};
 use specc_interp::{Cpu, Session, Value, cpu_device};
 use specc_ir::DType;
@@ -325,7 +325,7 @@ fn neuron() -> Neuron {
 }
 
 fn prompt() -> Vec<i64> {
-    let text = specc::text::Text::from_file(&repo().join("graphs/pair/tokenizer.json")).unwrap();
+    let text = specc_driver::text::Text::from_file(&repo().join("graphs/pair/tokenizer.json")).unwrap();
     text.encode("{\"user\": {\"id\": 17, \"name\": \"").unwrap()
 }
 

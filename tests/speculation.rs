@@ -8,8 +8,8 @@
 
 mod common;
 use common::*;
-use specc::commands::compile::{CompileOptions, GenerationSources, compile_models};
 use specc_artifact::Artifact;
+use specc_driver::compile::{CompileOptions, GenerationSources, compile_models};
 use specc_exec::{Engine, GenerateOptions, Generation, Mode, Reference};
 use specc_hlo::Target;
 use specc_spec::{DecoderModel, SpecConfig};
@@ -137,20 +137,16 @@ fn greedy_speculation_is_lossless_for_every_target_draft_and_k() {
 }
 
 fn compile_err(target: &str, draft: Option<&str>, spec: SpecConfig) -> String {
-    let o = specc::commands::compile::GenerationOptions {
+    let o = specc_driver::compile::GenerationOptions {
         draft: draft.map(PathBuf::from),
         spec,
         tokenizer: None,
         force: false,
     };
     let out = tmp("err");
-    let e = specc::commands::compile::compile_generation(
-        std::path::Path::new(target),
-        &out,
-        &CompileOptions::default(),
-        &o,
-    )
-    .expect_err("must be refused");
+    let e =
+        specc_driver::compile::compile_generation(std::path::Path::new(target), &out, &CompileOptions::default(), &o)
+            .expect_err("must be refused");
     assert!(!out.exists(), "a refused compile leaves no artifact");
     e.to_string()
 }

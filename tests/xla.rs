@@ -309,13 +309,13 @@ fn speculation_rounds_on_xla_match_the_reference_call_by_call() {
     for (tag, d) in &drafts {
         let out = root.join(format!("artifact-{tag}"));
         let spec = specc_spec::SpecConfig { ks: vec![3], capacity: 48, buckets: vec![16] };
-        let sources = specc::commands::compile::GenerationSources {
+        let sources = specc_driver::compile::GenerationSources {
             target: "qwen2".into(),
             eos_token_ids: vec![],
             tokenizer: None,
             inputs: None,
         };
-        specc::commands::compile::compile_models(&target, Some((d, tag)), &sources, &out, &Default::default(), &spec)
+        specc_driver::compile::compile_models(&target, Some((d, tag)), &sources, &out, &Default::default(), &spec)
             .unwrap();
         let a = specc_artifact::Artifact::open(&out).unwrap();
         let weights: BTreeMap<String, WeightStore> =

@@ -4,8 +4,8 @@
 //! `crate::bench`); a table, JSON and an SVG plot.
 
 use crate::bench::{BenchConfig, Domain, Report};
-use crate::text::Text;
 use specc_artifact::Artifact;
+use specc_driver::text::Text;
 use specc_exec::{Backend, Engine, Mode, Neuron, Reference};
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,7 @@ pub enum BenchError {
     #[error(transparent)]
     Exec(#[from] specc_exec::ExecError),
     #[error(transparent)]
-    Text(#[from] crate::text::TextError),
+    Text(#[from] specc_driver::text::TextError),
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: std::io::Error },
     #[error("cannot write {path}: {source}")]

@@ -26,7 +26,7 @@ pub enum EvalError {
 pub fn eval(model: &Path, inputs: &Path, output: &Path, dims: &[String]) -> Result<String, EvalError> {
     let m = specc_onnx::import_file(model)?;
     let ins = crate::tensor_io::read(inputs)?;
-    let bindings = super::parse_dims(dims).map_err(EvalError::Usage)?;
+    let bindings = specc_opt::Bindings::parse_flags(dims).map_err(EvalError::Usage)?;
     let mut report = String::new();
     let graph = if bindings.0.is_empty() {
         writeln!(report, "running {} as imported ({} IR nodes)", model.display(), m.graph.len()).unwrap();

@@ -16,7 +16,7 @@ pub enum RunError {
     #[error(transparent)]
     Exec(#[from] specc_exec::ExecError),
     #[error(transparent)]
-    Text(#[from] crate::text::TextError),
+    Text(#[from] specc_driver::text::TextError),
     #[error("{0}")]
     Usage(String),
 }

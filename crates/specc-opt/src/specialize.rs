@@ -85,6 +85,18 @@ impl Bindings {
     }
 
     /// Parses `name=value`.
+    /// Parses repeated `--dim name=value` flags; a name given twice is refused.
+    pub fn parse_flags(dims: &[String]) -> Result<Bindings, String> {
+        let mut b = Bindings::new();
+        for d in dims {
+            let (n, v) = Bindings::parse_one(d)?;
+            if b.0.insert(n.clone(), v).is_some() {
+                return Err(format!("--dim {n} is given twice"));
+            }
+        }
+        Ok(b)
+    }
+
     pub fn parse_one(s: &str) -> Result<(String, usize), String> {
         let (n, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not name=value"))?;
         let v = v.trim().parse().map_err(|_| format!("`{s}`: {v:?} is not a non-negative integer"))?;

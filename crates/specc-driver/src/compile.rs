@@ -130,7 +130,7 @@ pub struct GenerationOptions {
 /// each file's path, size and modification time (cheap: a linked 30 GiB
 /// export is not read).
 fn fingerprint(files: &[&Path], options: &str) -> String {
-    let mut s = format!("specc {}\n{options}\n", env!("SPECC_VERSION"));
+    let mut s = format!("specc {}\n{options}\n", crate::VERSION);
     for f in files {
         let meta = std::fs::metadata(f).ok();
         let size = meta.as_ref().map(|m| m.len());
@@ -596,7 +596,7 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
     let pb = spinner(&format!("importing {}", model.display()));
     let m = specc_onnx::import_file(model)?;
     let t_import = t0.elapsed().as_secs_f64();
-    let bindings = super::parse_dims(&o.dims).map_err(CompileError::Usage)?;
+    let bindings = specc_opt::Bindings::parse_flags(&o.dims).map_err(CompileError::Usage)?;
     pb.set_message("specializing to static shapes");
     let (g, rep) = specc_opt::specialize(&m.graph, &bindings)?;
     let t_spec = t0.elapsed().as_secs_f64() - t_import;
@@ -612,7 +612,7 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
     .unwrap();
     let entry = e.graph("model", "model", graph_kind(&g), bindings.0.clone(), &g, &[])?;
     let weights = e.weights("model", &m.weights)?;
-    let mut manifest = Manifest::new(env!("SPECC_VERSION"), o.target.name(), o.dtype.name());
+    let mut manifest = Manifest::new(crate::VERSION, o.target.name(), o.dtype.name());
     manifest.models.push(ModelEntry { name: "model".into(), source: model.display().to_string(), weights });
     manifest.graphs.push(entry);
     let total = t0.elapsed().as_secs_f64();
@@ -765,7 +765,7 @@ pub fn compile_models(
         if draft.is_some() { ", with a draft" } else { ", no draft (prompt lookup)" }
     )
     .unwrap();
-    let mut manifest = Manifest::new(env!("SPECC_VERSION"), o.target.name(), o.dtype.name());
+    let mut manifest = Manifest::new(crate::VERSION, o.target.name(), o.dtype.name());
     for b in &built {
         let model = if b.name.starts_with("draft") { "draft" } else { "target" };
         let entry = e.graph(&b.name, model, b.kind, BTreeMap::new(), &b.graph, &b.aliases)?;
