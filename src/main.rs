@@ -10,6 +10,49 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The largest tensor specc accepts from a file or builds, in bytes
+    /// (suffixes K, M, G, T: powers of 1024). Default 16G, or
+    /// $SPECC_MAX_TENSOR_BYTES. Larger shapes are refused, naming the
+    /// tensor, before anything is allocated.
+    #[arg(long, global = true, value_name = "BYTES", value_parser = parse_bytes)]
+    max_tensor_bytes: Option<u64>,
+}
+
+/// `17179869184`, `16G`, `512M`: bytes, with binary suffixes.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("`{s}`: the suffix must be K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size in bytes (e.g. 17179869184 or 16G)"))?;
+    match n.checked_mul(1 << shift) {
+        Some(0) | None => Err(format!("`{s}`: give a size from 1 byte to 2^64-1 bytes")),
+        Some(b) => Ok(b),
+    }
+}
+
+/// The tensor size limit: the flag, else the environment, else the default.
+fn set_tensor_limit(flag: Option<u64>) -> Result<(), String> {
+    use specc_ir::limits;
+    let bytes = match flag {
+        Some(b) => b,
+        None => match std::env::var(limits::ENV_MAX_TENSOR_BYTES) {
+            Ok(v) => parse_bytes(&v).map_err(|e| format!("${}: {e}", limits::ENV_MAX_TENSOR_BYTES))?,
+            Err(_) => limits::DEFAULT_MAX_TENSOR_BYTES,
+        },
+    };
+    limits::set_max_tensor_bytes(bytes);
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -42,9 +85,16 @@ enum Command {
         /// the model or one directory up); copied into the artifact.
         #[arg(long)]
         tokenizer: Option<PathBuf>,
-        /// Rebuild a generation artifact even when it is up to date.
+        /// Rebuild even when the artifact is up to date, and replace an
+        /// artifact at -o that was compiled from other models. (A path that
+        /// holds anything but a specc artifact is never replaced.)
         #[arg(long)]
         force: bool,
+        /// Read ONNX external data outside the model's directory (an
+        /// absolute location, `..`, a symlink leading out). Refused by
+        /// default, as onnxruntime does; each such file is reported.
+        #[arg(long)]
+        allow_external_data_outside: bool,
         /// Prompt buckets (comma-separated lengths; default 32,128 capped at the capacity).
         #[arg(long, value_delimiter = ',')]
         prompt_buckets: Vec<usize>,
@@ -288,7 +338,6 @@ struct Generation {
     ks: Vec<usize>,
     buckets: Vec<usize>,
     tokenizer: Option<PathBuf>,
-    force: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -301,6 +350,8 @@ fn compile(
     weights: String,
     neuronx: specc_driver::neuronx::NeuronxOptions,
     generation: Generation,
+    force: bool,
+    allow_external_data_outside: bool,
 ) -> Result<String, Box<dyn std::error::Error>> {
     use specc_driver::compile::{self as c, CompileOptions, WeightMode};
     let weights = match weights.as_str() {
@@ -322,8 +373,10 @@ fn compile(
         },
         weights,
         neuronx,
+        force,
+        allow_external_data_outside,
     };
-    let Generation { draft, max_seq_len, ks, buckets, tokenizer, force } = generation;
+    let Generation { draft, max_seq_len, ks, buckets, tokenizer } = generation;
     match (max_seq_len, &draft) {
         (None, None) => Ok(c::compile(&model, &out, &o)?),
         (None, Some(_)) => Err("--draft needs --max-seq-len (the KV-cache capacity)".into()),
@@ -335,13 +388,26 @@ fn compile(
                 buckets
             };
             let spec = specc_spec::SpecConfig { ks, capacity, buckets };
-            Ok(c::compile_generation(&model, &out, &o, &c::GenerationOptions { draft, spec, tokenizer, force })?)
+            Ok(c::compile_generation(&model, &out, &o, &c::GenerationOptions { draft, spec, tokenizer })?)
         }
     }
 }
 
 fn main() -> ExitCode {
+    // A panic is a bug in specc, never the user's fault: say so, and how to
+    // report it, above Rust's own message.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!(
+            "error: specc hit an internal error (a bug in specc, not in your input's handling that you could fix); please report it with the command that triggered it and, if you can, the input file"
+        );
+        default_hook(info);
+    }));
     let cli = Cli::parse();
+    if let Err(e) = set_tensor_limit(cli.max_tensor_bytes) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result: Result<String, Box<dyn std::error::Error>> = match cli.command {
         Command::Inspect { model } => specc::commands::inspect::inspect(&model).map_err(Into::into),
         Command::Compile {
@@ -351,6 +417,7 @@ fn main() -> ExitCode {
             num_speculative_tokens,
             tokenizer,
             force,
+            allow_external_data_outside,
             prompt_buckets,
             out,
             dims,
@@ -383,7 +450,9 @@ fn main() -> ExitCode {
                     (false, None) => specc_driver::neff_cache::CacheSetting::Default,
                 },
             },
-            Generation { draft, max_seq_len, ks: num_speculative_tokens, buckets: prompt_buckets, tokenizer, force },
+            Generation { draft, max_seq_len, ks: num_speculative_tokens, buckets: prompt_buckets, tokenizer },
+            force,
+            allow_external_data_outside,
         ),
         Command::Run {
             artifact,

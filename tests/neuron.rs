@@ -305,7 +305,6 @@ fn compiled() -> &'static Path {
             draft: Some(pair("draft")),
             spec: SpecConfig { ks: vec![2, 3], capacity: 128, buckets: vec![32] },
             tokenizer: None,
-            force: true,
         };
         compile_generation(&pair("target"), &dir, &CompileOptions::default(), &g).expect("compile the pair for trn1");
         dir
@@ -504,7 +503,6 @@ fn missing_runtime_or_neffs_say_what_to_install() {
         draft: None,
         spec: SpecConfig { ks: vec![2], capacity: 64, buckets: vec![16] },
         tokenizer: None,
-        force: true,
     };
     let o = CompileOptions { target: specc_hlo::Target::Xla, ..CompileOptions::default() };
     compile_generation(&pair("target"), &xla, &o, &g).unwrap();

@@ -137,12 +137,7 @@ fn greedy_speculation_is_lossless_for_every_target_draft_and_k() {
 }
 
 fn compile_err(target: &str, draft: Option<&str>, spec: SpecConfig) -> String {
-    let o = specc_driver::compile::GenerationOptions {
-        draft: draft.map(PathBuf::from),
-        spec,
-        tokenizer: None,
-        force: false,
-    };
+    let o = specc_driver::compile::GenerationOptions { draft: draft.map(PathBuf::from), spec, tokenizer: None };
     let out = tmp("err");
     let e =
         specc_driver::compile::compile_generation(std::path::Path::new(target), &out, &CompileOptions::default(), &o)

@@ -17,7 +17,8 @@ use crate::neuronx::{self, NeuronxOptions};
 use crate::text::{TOKENIZER_FILE, Text, TextError, find_tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 use specc_artifact::{
-    ArtifactError, FileRef, GraphEntry, Manifest, ModelEntry, NeuronxCc, Speculation, Staging, TensorEntry, Weights,
+    ArtifactError, FileRef, GraphEntry, Manifest, ModelEntry, NeuronxCc, OutputPolicy, Speculation, Staging,
+    TensorEntry, Weights,
 };
 use specc_hlo::Target;
 use specc_ir::{DType, Graph, Op, WeightStore};
@@ -101,6 +102,12 @@ pub struct CompileOptions {
     pub dtype: DType,
     pub weights: WeightMode,
     pub neuronx: NeuronxOptions,
+    /// Rebuild even when `out` is up to date, and replace an artifact there
+    /// that was compiled from other models.
+    pub force: bool,
+    /// Read ONNX external data that lies outside the model's directory
+    /// (refused by default, as onnxruntime does).
+    pub allow_external_data_outside: bool,
 }
 
 impl Default for CompileOptions {
@@ -111,8 +118,29 @@ impl Default for CompileOptions {
             dtype: DType::F32,
             weights: WeightMode::Copy,
             neuronx: NeuronxOptions::default(),
+            force: false,
+            allow_external_data_outside: false,
         }
     }
+}
+
+impl CompileOptions {
+    fn import(&self, model: &Path) -> Result<specc_onnx::Model, CompileError> {
+        let o = specc_onnx::ImportOptions { allow_external_data_outside: self.allow_external_data_outside };
+        Ok(specc_onnx::import_file_with(model, &o)?)
+    }
+
+    /// The output path's policy: it may be replaced only if it holds an
+    /// artifact of the same models (or with `force`).
+    fn output_policy(&self, sources: &[&str]) -> OutputPolicy {
+        OutputPolicy { sources: sources.iter().map(|s| s.to_string()).collect(), force: self.force }
+    }
+}
+
+/// A model's path as the manifest records it: absolute, symlinks resolved
+/// (as given when it cannot be resolved).
+fn source_path(model: &Path) -> String {
+    std::fs::canonicalize(model).unwrap_or_else(|_| model.to_path_buf()).display().to_string()
 }
 
 /// What to compile for generation (`--max-seq-len` and friends).
@@ -122,8 +150,6 @@ pub struct GenerationOptions {
     pub spec: SpecConfig,
     /// The target's `tokenizer.json` (default: found beside the model).
     pub tokenizer: Option<PathBuf>,
-    /// Rebuild even when `out` was compiled from the same inputs.
-    pub force: bool,
 }
 
 /// A fingerprint of a compile's inputs: the specc version, the options, and
@@ -415,6 +441,13 @@ impl Emitter<'_> {
         if failures.is_empty() { Ok(()) } else { Err(CompileError::Neuronx { failures, graphs: graphs.len() }) }
     }
 
+    /// Reports what the import warned about.
+    fn warn(&mut self, warnings: &[String]) {
+        for w in warnings {
+            writeln!(self.report, "warning: {w}").unwrap();
+        }
+    }
+
     /// The weights of `model` that its graphs read, copied or linked.
     fn weights(&mut self, model: &str, store: &WeightStore) -> Result<Weights, CompileError> {
         let names: Vec<String> = self.used_weights.get(model).map(|s| s.iter().cloned().collect()).unwrap_or_default();
@@ -423,7 +456,9 @@ impl Emitter<'_> {
             (WeightMode::Link, DType::BF16) => Err(CompileError::Usage(
                 "--weights link keeps the source's f32 weights; it cannot be combined with --dtype bf16".into(),
             )),
-            (WeightMode::Link, _) => Ok(specc_artifact::link_weights(store, &names)?),
+            (WeightMode::Link, _) => {
+                Ok(specc_artifact::link_weights(store, &names, self.o.allow_external_data_outside)?)
+            }
             (WeightMode::None, dtype) => Ok(specc_artifact::shape_only_weights(store, &names, dtype)?),
             (WeightMode::Copy, DType::BF16) => {
                 let converted = specc_opt::weights_to_bf16(store, &names).map_err(specc_opt::OptError::Ir)?;
@@ -576,31 +611,30 @@ fn keep_failure(cx: &NeffContext, graph: &str, detail: String, output: &[u8]) ->
     NeuronxFailure { graph: graph.into(), detail, log }
 }
 
-fn emitter<'a>(out: &'a Path, o: &'a CompileOptions, pb: ProgressBar) -> Result<Emitter<'a>, CompileError> {
+fn emitter<'a>(staging: Staging, out: &'a Path, o: &'a CompileOptions, pb: ProgressBar) -> Emitter<'a> {
     let compiler = if o.target.is_neuron() { neuronx::find_compiler(o.neuronx.compiler.as_deref()) } else { None };
-    Ok(Emitter {
-        staging: Staging::new(out)?,
-        o,
-        out,
-        compiler,
-        report: String::new(),
-        pb,
-        used_weights: BTreeMap::new(),
-        roles: vec![],
-    })
+    let mut report = String::new();
+    for p in staging.removed_leftovers() {
+        writeln!(report, "removed {}, left by a compile that crashed", p.display()).unwrap();
+    }
+    Emitter { staging, o, out, compiler, report, pb, used_weights: BTreeMap::new(), roles: vec![] }
 }
 
 /// One model, specialized to `--dim`s, as one graph named `model`.
 pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, CompileError> {
     let t0 = Instant::now();
-    let pb = spinner(&format!("importing {}", model.display()));
-    let m = specc_onnx::import_file(model)?;
-    let t_import = t0.elapsed().as_secs_f64();
     let bindings = specc_opt::Bindings::parse_flags(&o.dims).map_err(CompileError::Usage)?;
+    let source = source_path(model);
+    // Before any work: an output path specc may not write is refused now.
+    let staging = Staging::new(out, o.output_policy(&[&source]))?;
+    let pb = spinner(&format!("importing {}", model.display()));
+    let m = o.import(model)?;
+    let t_import = t0.elapsed().as_secs_f64();
     pb.set_message("specializing to static shapes");
     let (g, rep) = specc_opt::specialize(&m.graph, &bindings)?;
     let t_spec = t0.elapsed().as_secs_f64() - t_import;
-    let mut e = emitter(out, o, pb)?;
+    let mut e = emitter(staging, out, o, pb);
+    e.warn(&m.info.warnings);
     writeln!(
         e.report,
         "specialized {}: {} -> {} IR nodes ({} folded)",
@@ -613,7 +647,7 @@ pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, C
     let entry = e.graph("model", "model", graph_kind(&g), bindings.0.clone(), &g, &[])?;
     let weights = e.weights("model", &m.weights)?;
     let mut manifest = Manifest::new(crate::VERSION, o.target.name(), o.dtype.name());
-    manifest.models.push(ModelEntry { name: "model".into(), source: model.display().to_string(), weights });
+    manifest.models.push(ModelEntry { name: "model".into(), source, weights });
     manifest.graphs.push(entry);
     let total = t0.elapsed().as_secs_f64();
     writeln!(
@@ -665,24 +699,6 @@ pub fn compile_generation(
             "--dim does not apply with --max-seq-len: generation graphs bind batch 1, the cache capacity and the buckets".into(),
         ));
     }
-    let tm = specc_onnx::import_file(target)?;
-    let target_model = DecoderModel::new("target", tm.graph, tm.weights)?;
-    let draft_model = match &g.draft {
-        None => None,
-        Some(d) => {
-            let dm = specc_onnx::import_file(d)?;
-            let (ts, ds) = (special_tokens(target), special_tokens(d));
-            for (k, v) in &ts {
-                if let Some(w) = ds.get(k).filter(|w| *w != v) {
-                    return Err(SpecError::Vocabulary(format!(
-                        "{k} is {v} in the target's config.json but {w} in the draft's"
-                    ))
-                    .into());
-                }
-            }
-            Some((DecoderModel::new("draft", dm.graph, dm.weights)?, d.display().to_string()))
-        }
-    };
     let tokenizer_path = find_tokenizer(g.tokenizer.as_deref(), target);
     let mut inputs: Vec<&Path> = vec![target];
     inputs.extend(g.draft.as_deref());
@@ -697,13 +713,39 @@ pub fn compile_generation(
     let mut same = o.clone();
     same.neuronx.jobs = None;
     same.neuronx.neff_cache = CacheSetting::Default;
+    same.force = false;
     let print = fingerprint(&inputs, &format!("{same:?} {:?} {:?}", g.spec, g.draft));
-    if !g.force && up_to_date(out, &print) {
+    if !o.force && up_to_date(out, &print) {
         return Ok(format!(
             "{} is up to date (compiled from the same models, tokenizer and options; --force rebuilds it)\n",
             out.display()
         ));
     }
+    let (target_source, draft_source) = (source_path(target), g.draft.as_deref().map(source_path));
+    let mut models = vec![target_source.as_str()];
+    models.extend(draft_source.as_deref());
+    // Before any work: an output path specc may not write is refused now.
+    let staging = Staging::new(out, o.output_policy(&models))?;
+    let tm = o.import(target)?;
+    let mut warnings = tm.info.warnings.clone();
+    let target_model = DecoderModel::new("target", tm.graph, tm.weights)?;
+    let draft_model = match &g.draft {
+        None => None,
+        Some(d) => {
+            let dm = o.import(d)?;
+            warnings.extend(dm.info.warnings.iter().cloned());
+            let (ts, ds) = (special_tokens(target), special_tokens(d));
+            for (k, v) in &ts {
+                if let Some(w) = ds.get(k).filter(|w| *w != v) {
+                    return Err(SpecError::Vocabulary(format!(
+                        "{k} is {v} in the target's config.json but {w} in the draft's"
+                    ))
+                    .into());
+                }
+            }
+            Some((DecoderModel::new("draft", dm.graph, dm.weights)?, draft_source.clone().unwrap_or_default()))
+        }
+    };
     let tokenizer = match tokenizer_path {
         Some(p) => Some((
             std::fs::read(&p)
@@ -718,12 +760,13 @@ pub fn compile_generation(
         Text::from_bytes(bytes, &path.display().to_string())?.check_same_as(&Text::from_file(&dp)?)?;
     }
     let sources = GenerationSources {
-        target: target.display().to_string(),
+        target: target_source.clone(),
         eos_token_ids: eos_ids(target),
         tokenizer: tokenizer.map(|(bytes, p)| (bytes, p.display().to_string())),
         inputs: Some(print),
     };
-    compile_models(&target_model, draft_model.as_ref().map(|(m, s)| (m, s.as_str())), &sources, out, o, &g.spec)
+    let draft = draft_model.as_ref().map(|(m, s)| (m, s.as_str()));
+    emit_generation(staging, &warnings, &target_model, draft, &sources, out, o, &g.spec)
 }
 
 /// Where the models came from, for the manifest.
@@ -746,8 +789,27 @@ pub fn compile_models(
     o: &CompileOptions,
     spec: &SpecConfig,
 ) -> Result<String, CompileError> {
+    let mut models = vec![sources.target.as_str()];
+    models.extend(draft.map(|(_, s)| s));
+    let staging = Staging::new(out, o.output_policy(&models))?;
+    emit_generation(staging, &[], target, draft, sources, out, o, spec)
+}
+
+/// The generation graphs of loaded models, written through `staging`.
+#[allow(clippy::too_many_arguments)]
+fn emit_generation(
+    staging: Staging,
+    warnings: &[String],
+    target: &DecoderModel,
+    draft: Option<(&DecoderModel, &str)>,
+    sources: &GenerationSources,
+    out: &Path,
+    o: &CompileOptions,
+    spec: &SpecConfig,
+) -> Result<String, CompileError> {
     let t0 = Instant::now();
-    let mut e = emitter(out, o, spinner("building the speculation graphs"))?;
+    let mut e = emitter(staging, out, o, spinner("building the speculation graphs"));
+    e.warn(warnings);
     e.roles = vec!["target", "draft"];
     if let Some((bytes, origin)) = &sources.tokenizer {
         let text = Text::from_bytes(bytes, origin)?;

@@ -9,8 +9,8 @@
 use crate::kernels as k;
 use crate::value::Value;
 use burn_backend::Backend;
-use specc_ir::semantics;
-use specc_ir::{DType, Dim, Graph, Literal, Op, Shape, TensorType, WeightStore};
+use specc_ir::infer::{self, DimSource, Operand};
+use specc_ir::{DType, Dim, Graph, Literal, Op, Shape, TensorType, WeightStore, limits, semantics};
 use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +247,11 @@ impl<B: Backend> Session<B> {
                 .iter()
                 .map(|o| slots[o.index()].clone().expect("operands are computed before users"))
                 .collect();
+            if !node.ty.shape.is_static() {
+                // A symbolic type was checked only in its static part: the
+                // size this run gives it is checked before the kernel runs.
+                run_time_type(&node.op, &args).map_err(kernel_err)?;
+            }
             let started = profile.is_some().then(std::time::Instant::now);
             let mut v = eval(&node.op, args, &env, &self.device, &self.weights).map_err(kernel_err)?;
             if node.ty.dtype == DType::BF16 {
@@ -275,14 +280,51 @@ impl<B: Backend> Session<B> {
 }
 
 /// Folds one op whose operands are all literals (specialization's constant
-/// folding), with the interpreter's own kernels on the CPU backend.
+/// folding), with the interpreter's own kernels on the CPU backend. The
+/// result's type is inferred (and size-checked) first, so folding never
+/// hands a kernel a shape it cannot hold.
 pub fn fold(op: &Op, args: &[&Literal]) -> Result<Literal, String> {
     if matches!(op, Op::Parameter { .. } | Op::Weight { .. }) {
         return Err(format!("cannot fold {}", op.name()));
     }
+    let types: Vec<TensorType> = args.iter().map(|l| l.ty()).collect();
+    let operands: Vec<Operand> = types.iter().zip(args).map(|(ty, l)| Operand { ty, value: Some(*l) }).collect();
+    let ty = infer::infer(op, &operands, &mut Unbound).map_err(|e| e.0)?;
+    if let Some(r) = types.iter().chain([&ty]).map(TensorType::rank).find(|&r| r > MAX_RANK) {
+        return Err(format!("rank {r} is beyond the interpreter's limit of {MAX_RANK}"));
+    }
     let device = crate::cpu_device();
     let values: Vec<Value<crate::Cpu>> = args.iter().map(|l| Value::from_literal(l, &device)).collect();
     eval(op, values, &Env::default(), &device, &[]).map(|v| v.to_literal())
+}
+
+/// Anonymous dims for run-time inference (their names never matter: the
+/// result is only checked for size).
+struct Unbound;
+impl DimSource for Unbound {
+    fn fresh(&mut self) -> Dim {
+        Dim::Sym("?run".into())
+    }
+}
+
+/// The type `op` gives these run-time values, checked against the size
+/// limit (`specc_ir::limits`) before its kernel allocates anything. Shape
+/// operands (small integer tensors) are read so that shape-computing ops
+/// get their exact result shape.
+fn run_time_type<B: Backend>(op: &Op, args: &[Value<B>]) -> Result<TensorType, String> {
+    let types: Vec<TensorType> = args.iter().map(|v| TensorType::fixed(v.dtype(), &v.shape())).collect();
+    // The operands whose values decide a shape-computing op's result shape.
+    let shape_operand = |i: usize| match op {
+        Op::DynReshape { .. } | Op::DynBroadcast => i == 1,
+        Op::DynSlice { .. } => i >= 1,
+        Op::DynFill { .. } | Op::DynRange => true,
+        _ => false,
+    };
+    let values: Vec<Option<Literal>> =
+        args.iter().enumerate().map(|(i, v)| shape_operand(i).then(|| v.to_literal())).collect();
+    let operands: Vec<Operand> =
+        types.iter().zip(&values).map(|(ty, value)| Operand { ty, value: value.as_ref() }).collect();
+    infer::infer(op, &operands, &mut Unbound).map_err(|e| e.0)
 }
 
 fn eval<B: Backend>(
@@ -319,6 +361,8 @@ fn eval<B: Backend>(
         Op::Reduce { op, axes } => k::reduce(*op, a.remove(0), axes)?,
         Op::Broadcast { shape, dims } => {
             let out = env.shape(shape, None)?;
+            limits::check_dims(a[0].dtype(), &out, || format!("the broadcast to {out:?}"))
+                .map_err(|e| e.to_string())?;
             k::broadcast_in_dim(a.remove(0), &out, dims)
         }
         Op::Reshape { shape } => {
@@ -343,7 +387,11 @@ fn eval<B: Backend>(
             let v = a.pop().expect("two operands");
             k::pad(a.pop().expect("two operands"), v, low, high)
         }
-        Op::Iota { shape, axis, dtype } => k::iota(&env.shape(shape, None)?, *axis, *dtype, device),
+        Op::Iota { shape, axis, dtype } => {
+            let out = env.shape(shape, None)?;
+            limits::check_dims(*dtype, &out, || format!("the iota of shape {out:?}")).map_err(|e| e.to_string())?;
+            k::iota(&out, *axis, *dtype, device)
+        }
         Op::Gather { axis } => {
             let idx = a.pop().expect("two operands");
             k::gather(a.pop().expect("two operands"), idx, *axis)?

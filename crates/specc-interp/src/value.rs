@@ -153,7 +153,7 @@ impl<B: Backend> Value<B> {
             DType::F32 => LiteralData::F32(data.try_to_vec::<f32>().expect("f32 data")),
             DType::I32 => LiteralData::I32(data.try_to_vec::<i32>().expect("i32 data")),
             DType::I64 => LiteralData::I64(data.try_to_vec::<i64>().expect("i64 data")),
-            DType::Bool => LiteralData::Bool(data.try_to_vec::<bool>().expect("bool data")),
+            DType::Bool => LiteralData::Bool(bools(&data)),
             DType::BF16 => LiteralData::BF16(
                 data.try_to_vec::<f32>().expect("f32 data").into_iter().map(specc_ir::bf16_from_f32).collect(),
             ),
@@ -164,6 +164,19 @@ impl<B: Backend> Value<B> {
     /// Integer or boolean contents as i64 (for index and shape operands).
     pub fn to_i64_vec(&self) -> Vec<i64> {
         self.to_literal().to_i64_vec().unwrap_or_default()
+    }
+}
+
+/// A boolean tensor's values, however the backend stores them: burn-flex
+/// hands some boolean results back as `u8` data, which `try_to_vec::<bool>`
+/// refuses.
+fn bools(data: &TensorData) -> Vec<bool> {
+    let bytes = data.as_bytes();
+    match data.dtype() {
+        BDType::U32 | BDType::Bool(burn_backend::BoolStore::U32) => {
+            bytes.chunks_exact(4).map(|c| c.iter().any(|&b| b != 0)).collect()
+        }
+        _ => bytes.iter().map(|&b| b != 0).collect(),
     }
 }
 

@@ -55,6 +55,9 @@ impl GraphBuilder {
     /// Declares graph input number `params().len()`.
     pub fn parameter(&mut self, name: impl Into<String>, ty: TensorType) -> Result<NodeId, IrError> {
         let name = name.into();
+        if let Err(source) = crate::limits::check_type(&ty) {
+            return Err(IrError::TooLarge { kind: "parameter", name, source: Box::new(source) });
+        }
         if !self.param_names.insert(name.clone()) {
             return Err(IrError::Duplicate { kind: "parameter", name });
         }
@@ -69,6 +72,9 @@ impl GraphBuilder {
         let name = name.into();
         if !ty.shape.is_static() {
             return Err(IrError::DynamicWeight { name, ty });
+        }
+        if let Err(source) = crate::limits::check_type(&ty) {
+            return Err(IrError::TooLarge { kind: "weight", name, source: Box::new(source) });
         }
         if !self.weight_names.insert(name.clone()) {
             return Err(IrError::Duplicate { kind: "weight", name });

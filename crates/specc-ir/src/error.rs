@@ -16,6 +16,13 @@ pub enum IrError {
     Dangling { node: String, op: &'static str, operand: u32 },
     #[error("duplicate {kind} name `{name}`")]
     Duplicate { kind: &'static str, name: String },
+    #[error("{kind} `{name}`: {source}")]
+    TooLarge {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: Box<crate::limits::SizeError>,
+    },
     #[error("weight `{name}` must have a static shape, got {ty}")]
     DynamicWeight { name: String, ty: TensorType },
     #[error("invalid graph: {0}")]

@@ -105,9 +105,18 @@ fn sem(e: semantics::SemanticsError) -> InferError {
     InferError(e.0)
 }
 
-/// The result type of `op` applied to `operands`. `Parameter` and `Weight`
-/// are typed by their declarations, not here.
+/// The result type of `op` applied to `operands`, checked against the
+/// tensor size limit (`crate::limits`): a shape whose element count
+/// overflows, or a tensor over the limit, is an error here, before any
+/// kernel could allocate it. `Parameter` and `Weight` are typed by their
+/// declarations, not here.
 pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<TensorType, InferError> {
+    let ty = infer_type(op, operands, src)?;
+    crate::limits::check_type(&ty).map_err(|e| InferError(e.to_string()))?;
+    Ok(ty)
+}
+
+fn infer_type(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<TensorType, InferError> {
     if let Some(n) = op.arity()
         && operands.len() != n
     {
@@ -235,7 +244,7 @@ pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<T
                         *d = same_dim(d, e, &format!("concatenate dim {i}"))?;
                     }
                 }
-                total = total.zip(o.ty.shape.0[*axis].fixed()).map(|(a, b)| a + b);
+                total = total.zip(o.ty.shape.0[*axis].fixed()).map(|(a, b)| a.saturating_add(b));
             }
             dims[*axis] = total.map(Dim::Fixed).unwrap_or_else(|| src.fresh());
             Ok(TensorType::new(first.dtype, Shape(dims)))
@@ -249,8 +258,9 @@ pub fn infer(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<T
                 return fail(format!("pad value must be a {} scalar, got {}", t(0).dtype, t(1)));
             }
             let dims = t(0).shape.0.iter().enumerate().map(|(i, d)| match d {
-                Dim::Fixed(n) => Dim::Fixed(n + low[i] + high[i]),
-                Dim::Sym(_) if low[i] + high[i] == 0 => d.clone(),
+                // Saturating: an overflowing size is refused by the size check.
+                Dim::Fixed(n) => Dim::Fixed(n.saturating_add(low[i]).saturating_add(high[i])),
+                Dim::Sym(_) if low[i] == 0 && high[i] == 0 => d.clone(),
                 Dim::Sym(_) => src.fresh(),
             });
             Ok(TensorType::new(t(0).dtype, Shape(dims.collect())))

@@ -6,6 +6,8 @@
 //! * [`GraphBuilder`]: the one checked way to add nodes; [`Graph::rewrite`]
 //!   rebuilds a graph through it.
 //! * [`verify`]: the written-down invariants.
+//! * [`limits`]: how large a tensor may be (checked on every type a graph
+//!   records, before anything is allocated).
 //! * [`analysis`]: reachability and dead-code removal (petgraph).
 //! * Text dump (`Display` for [`Graph`]) and bincode encoding
 //!   ([`Graph::to_bytes`], [`Graph::from_bytes`]).
@@ -19,6 +21,7 @@ mod error;
 mod graph;
 pub mod infer;
 mod inline;
+pub mod limits;
 mod literal;
 pub mod op;
 pub mod semantics;

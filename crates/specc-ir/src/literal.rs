@@ -62,6 +62,13 @@ impl LiteralData {
     }
 }
 
+/// The element count of `shape`, saturating at `usize::MAX`: a shape whose
+/// count overflows then never matches real data (and its type is refused
+/// by the size check, `crate::limits`).
+pub(crate) fn elements(shape: &[usize]) -> usize {
+    shape.iter().fold(1usize, |a, &b| a.saturating_mul(b))
+}
+
 /// A static tensor value.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Literal {
@@ -84,7 +91,7 @@ impl Literal {
     /// From little-endian bytes, the layout safetensors, ONNX `raw_data` and
     /// the Neuron runtime's tensors share (bool: one byte per element).
     pub fn from_le_bytes(dtype: DType, shape: Vec<usize>, raw: &[u8]) -> Result<Literal, LiteralError> {
-        let expected = shape.iter().product::<usize>() * dtype.size_bytes();
+        let expected = elements(&shape).saturating_mul(dtype.size_bytes());
         if raw.len() != expected {
             return Err(LiteralError { shape, expected, got: raw.len(), unit: "bytes" });
         }
@@ -118,7 +125,7 @@ impl Literal {
     }
 
     pub fn new(shape: Vec<usize>, data: LiteralData) -> Result<Literal, LiteralError> {
-        let expected: usize = shape.iter().product();
+        let expected = elements(&shape);
         if expected != data.len() {
             return Err(LiteralError { shape, expected, got: data.len(), unit: "elements" });
         }

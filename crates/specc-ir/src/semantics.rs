@@ -61,7 +61,11 @@ pub fn reshape_dims(input: &[usize], target: &[i64], zero_copies: bool) -> Resul
             t => out.push(t as usize),
         }
     }
-    let known: usize = out.iter().product();
+    // Checked: a target like [2^32, 2^32, -1] must not wrap into a size
+    // that happens to divide the input.
+    let Some(known) = out.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) else {
+        return err(format!("reshape target {target:?} has more elements than a 64-bit count can hold"));
+    };
     if let Some(i) = infer_at {
         if known == 0 || !total.is_multiple_of(known) {
             return err(format!("cannot infer -1 in reshape of {input:?} to {target:?}"));
@@ -98,17 +102,16 @@ pub fn onnx_slice_axis(dim: usize, start: i64, end: i64, step: i64) -> Result<Sl
     if step == 0 {
         return err("slice step must not be 0");
     }
-    let d = dim as i64;
-    let resolve = |v: i64| if v < 0 { v + d } else { v };
+    // In i128: starts, ends and steps come from files and may be anywhere
+    // in i64 (i64::MIN as a step, say), where `e - s + step` would wrap.
+    let d = dim as i128;
+    let resolve = |v: i64| if v < 0 { v as i128 + d } else { v as i128 };
     let (s, e) = (resolve(start), resolve(end));
     let (s, e) = if step > 0 { (s.clamp(0, d), e.clamp(0, d)) } else { (s.clamp(-1, d - 1), e.clamp(-1, d - 1)) };
-    let count = if step > 0 {
-        if e > s { (e - s + step - 1) / step } else { 0 }
-    } else if s > e {
-        (s - e + (-step) - 1) / (-step)
-    } else {
-        0
-    };
+    let stride = step.unsigned_abs() as i128;
+    let span = if step > 0 { e - s } else { s - e };
+    let count = if span > 0 { (span - 1) / stride + 1 } else { 0 };
+    // Both are within [0, dim] after clamping.
     Ok(SliceAxis { start: s.max(0) as usize, count: count as usize, step })
 }
 
@@ -140,6 +143,18 @@ pub fn onnx_slice_static(
     ends: &[i64],
     steps: &[i64],
 ) -> Result<StaticSlice, SemanticsError> {
+    if starts.len() != axes.len() || ends.len() != axes.len() || steps.len() != axes.len() {
+        return err(format!(
+            "slice on {} axes got {} starts, {} ends and {} steps",
+            axes.len(),
+            starts.len(),
+            ends.len(),
+            steps.len()
+        ));
+    }
+    if let Some(&a) = axes.iter().find(|&&a| a >= shape.len()) {
+        return err(format!("slice axis {a} out of range for rank {}", shape.len()));
+    }
     let mut out = StaticSlice {
         starts: vec![0; shape.len()],
         limits: shape.to_vec(),

@@ -9,6 +9,15 @@ const MAGIC: &[u8; 8] = b"SPECCIR\0";
 /// Bump when the encoded form of the IR changes.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The largest encoded graph read back (real ones are a few MB: weights
+/// and large constants are never inside a graph).
+const MAX_IR_BYTES: usize = 1 << 28;
+
+fn decode_limited<const LIMIT: usize>(body: &[u8]) -> Result<(Graph, usize), IrError> {
+    bincode::serde::decode_from_slice(body, bincode::config::standard().with_limit::<LIMIT>())
+        .map_err(|e| IrError::Decode(e.to_string()))
+}
+
 impl Graph {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
@@ -30,8 +39,20 @@ impl Graph {
                 "IR format version {version}, this specc reads version {FORMAT_VERSION}"
             )));
         }
-        let (graph, used): (Graph, usize) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-            .map_err(|e| IrError::Decode(e.to_string()))?;
+        // bincode allocates a string or byte vector of whatever length the
+        // file claims; a limit no larger than a small multiple of the body
+        // makes a corrupt length an error instead of an allocation of
+        // exabytes. The limit is a type parameter, hence the tiers.
+        let (graph, used): (Graph, usize) = match body.len() {
+            n if n <= 1 << 20 => decode_limited::<{ 1 << 22 }>(body),
+            n if n <= 1 << 24 => decode_limited::<{ 1 << 26 }>(body),
+            n if n <= MAX_IR_BYTES => decode_limited::<{ MAX_IR_BYTES * 2 }>(body),
+            n => {
+                return Err(IrError::Decode(format!(
+                    "{n} bytes: larger than any IR graph specc writes (at most {MAX_IR_BYTES})"
+                )));
+            }
+        }?;
         if used != body.len() {
             return Err(IrError::Decode(format!("{} trailing bytes", body.len() - used)));
         }

@@ -141,9 +141,11 @@ impl Shape {
         self.0.iter().all(|d| matches!(d, Dim::Fixed(_)))
     }
 
-    /// Number of elements, when static.
+    /// Number of elements, when static. Saturates at `usize::MAX` rather
+    /// than wrapping, so a count that overflows never equals a real one;
+    /// types in a graph never get there (see `crate::limits`).
     pub fn num_elements(&self) -> Option<usize> {
-        self.as_fixed().map(|d| d.iter().product())
+        self.as_fixed().map(|d| d.iter().fold(1usize, |a, &b| a.saturating_mul(b)))
     }
 }
 
@@ -184,9 +186,10 @@ impl TensorType {
         self.shape.rank()
     }
 
-    /// Bytes of a static tensor of this type.
+    /// Bytes of a static tensor of this type (saturating, as
+    /// [`Shape::num_elements`]).
     pub fn size_bytes(&self) -> Option<usize> {
-        self.shape.num_elements().map(|n| n * self.dtype.size_bytes())
+        self.shape.num_elements().map(|n| n.saturating_mul(self.dtype.size_bytes()))
     }
 }
 

@@ -16,6 +16,9 @@
 //! 6. **Literals**: a constant holds exactly as many elements as its shape.
 //! 7. **Outputs**: every output names an existing node; output names are
 //!    distinct.
+//! 8. **Sizes**: every type's element count fits in 64 bits and its bytes
+//!    are within the per-tensor limit (`crate::limits`), so kernels may
+//!    allocate any value of a graph without checking.
 //!
 //! [`verify_static`] adds the state specialization must reach: every dim is a
 //! number and no shape-computing op is left.
@@ -77,6 +80,11 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
         if let Some(bad) = node.operands.iter().find(|o| o.index() >= id) {
             return Err(at(id, "topological arena", format!("operand {bad} is not defined before the node")));
         }
+        // Declared types (parameters, weights) are not inferred below, so
+        // their size is checked here; inference checks every other type.
+        if let Err(e) = crate::limits::check_type(&node.ty) {
+            return Err(at(id, "sizes", e.to_string()));
+        }
         match &node.op {
             Op::Parameter { index } => {
                 if g.params.get(*index) != Some(&NodeId(id as u32)) {
@@ -99,7 +107,7 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
                 continue;
             }
             Op::Constant { value } => {
-                let expected: usize = value.shape.iter().product();
+                let expected = crate::literal::elements(&value.shape);
                 if expected != value.num_elements() {
                     return Err(at(
                         id,

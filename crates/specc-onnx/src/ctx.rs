@@ -4,20 +4,23 @@
 
 use crate::error::ImportError;
 use crate::proto::Attrs;
+use crate::proto::ExternalData;
 use onnx_ir::NodeProto;
 use specc_ir::{
     BinaryOp, DType, Dim, GraphBuilder, IrError, Literal, LiteralData, NodeId, Op, Shape, TensorType, WeightBytes,
     WeightStore,
 };
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 pub struct Ctx {
     pub b: GraphBuilder,
     /// Weight data met so far (initializers and large constants).
     pub weights: WeightStore,
-    /// The model's directory, for external data.
-    pub dir: Option<PathBuf>,
+    /// Where external data may be read from.
+    pub external: ExternalData,
+    /// What the user should know about the import (external data read
+    /// from outside the model's directory, when allowed).
+    pub warnings: Vec<String>,
     pub values: HashMap<String, NodeId>,
     /// Default-domain opset of the model.
     pub opset: i64,
@@ -30,11 +33,12 @@ pub struct Ctx {
 pub type LResult<T> = Result<T, ImportError>;
 
 impl Ctx {
-    pub fn new(b: GraphBuilder, opset: i64, dir: Option<PathBuf>) -> Ctx {
+    pub fn new(b: GraphBuilder, opset: i64, external: ExternalData) -> Ctx {
         Ctx {
             b,
             weights: WeightStore::new(),
-            dir,
+            external,
+            warnings: Vec::new(),
             values: HashMap::new(),
             opset,
             cur_name: String::new(),

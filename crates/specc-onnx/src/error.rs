@@ -14,6 +14,8 @@ pub enum ImportError {
     Empty { path: String },
     #[error("{path} is not a valid ONNX model (truncated or not ONNX): {detail}")]
     NotOnnx { path: String, detail: String },
+    #[error("tensor `{tensor}`: external data location `{location}` {detail}")]
+    ExternalData { tensor: String, location: String, detail: String },
     #[error("invalid ONNX model: {0}")]
     Invalid(String),
     #[error("{what} has type {ty}, which specc does not support (supported: float32, bfloat16, int32, int64, bool)")]

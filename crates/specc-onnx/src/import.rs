@@ -5,7 +5,7 @@
 use crate::ctx::Ctx;
 use crate::error::{ImportError, UnsupportedOp};
 use crate::ops;
-use crate::proto::{self, TensorValue};
+use crate::proto::{self, ExternalData, TensorValue};
 use onnx_ir::{Message, ModelProto};
 use specc_ir::{Graph, GraphBuilder, TensorType, WeightStore};
 use std::collections::{BTreeMap, HashSet};
@@ -29,6 +29,9 @@ pub struct ModelInfo {
     /// Graph inputs as declared (initializers excluded).
     pub inputs: Vec<(String, TensorType)>,
     pub outputs: Vec<String>,
+    /// What the user should be told (external data read from outside the
+    /// model's directory, when allowed).
+    pub warnings: Vec<String>,
 }
 
 /// Reads and parses an ONNX file without lowering it.
@@ -98,21 +101,36 @@ pub fn unsupported_ops(model: &ModelProto) -> Vec<UnsupportedOp> {
     found.into_values().collect()
 }
 
-pub fn import_file(path: &Path) -> Result<Model, ImportError> {
-    let model = read_model(path)?;
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-    import_model(&model, name, path.parent())
+/// How to import a model file.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Read external data that lies outside the model's directory (refused
+    /// by default, as onnxruntime does; see [`ExternalData`]).
+    pub allow_external_data_outside: bool,
 }
 
-/// Lowers a parsed model into the IR.
-pub fn import_model(model: &ModelProto, name: &str, dir: Option<&Path>) -> Result<Model, ImportError> {
+/// Imports a model file with the default options.
+pub fn import_file(path: &Path) -> Result<Model, ImportError> {
+    import_file_with(path, &ImportOptions::default())
+}
+
+pub fn import_file_with(path: &Path, o: &ImportOptions) -> Result<Model, ImportError> {
+    let model = read_model(path)?;
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    let external = ExternalData { anywhere: o.allow_external_data_outside, ..ExternalData::beside(path) };
+    import_model(&model, name, &external)
+}
+
+/// Lowers a parsed model into the IR; external data is read as `external`
+/// allows.
+pub fn import_model(model: &ModelProto, name: &str, external: &ExternalData) -> Result<Model, ImportError> {
     let unsupported = unsupported_ops(model);
     if !unsupported.is_empty() {
         return Err(ImportError::UnsupportedOps(unsupported));
     }
     let graph = model.graph.as_ref().expect("checked by parse");
     let opset = default_opset(model);
-    let mut c = Ctx::new(GraphBuilder::new(name), opset, dir.map(Path::to_path_buf));
+    let mut c = Ctx::new(GraphBuilder::new(name), opset, external.clone());
 
     let initializer_names: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let mut inputs = Vec::new();
@@ -129,7 +147,8 @@ pub fn import_model(model: &ModelProto, name: &str, dir: Option<&Path>) -> Resul
     for t in &graph.initializer {
         c.cur_name = t.name.clone();
         c.cur_op = "initializer".into();
-        let id = match proto::tensor_value(t, dir, false)? {
+        let value = proto::tensor_value(t, &c.external, false, &mut c.warnings)?;
+        let id = match value {
             TensorValue::Literal(l) => c.constant(l)?,
             TensorValue::Weight(ty, bytes) => c.weight(&t.name, ty, bytes)?,
         };
@@ -161,6 +180,7 @@ pub fn import_model(model: &ModelProto, name: &str, dir: Option<&Path>) -> Resul
         outputs.push(o.name.clone());
     }
     let weights = std::mem::take(&mut c.weights);
+    let warnings = std::mem::take(&mut c.warnings);
     let graph_ir = c.b.finish()?.without_dead_nodes();
     Ok(Model {
         graph: graph_ir,
@@ -172,6 +192,7 @@ pub fn import_model(model: &ModelProto, name: &str, dir: Option<&Path>) -> Resul
             op_histogram: histogram,
             inputs,
             outputs,
+            warnings,
         },
     })
 }

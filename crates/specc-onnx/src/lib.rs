@@ -21,6 +21,10 @@ mod ops;
 pub mod proto;
 
 pub use error::{ImportError, UnsupportedOp};
-pub use import::{Model, ModelInfo, import_file, import_model, parse_bytes, read_model, unsupported_ops};
+pub use import::{
+    ImportOptions, Model, ModelInfo, import_file, import_file_with, import_model, parse_bytes, read_model,
+    unsupported_ops,
+};
 pub use inspect::inspect_report;
 pub use ops::SUPPORTED;
+pub use proto::ExternalData;

@@ -168,7 +168,8 @@ fn constant(c: &mut Ctx, n: &NodeProto) -> LResult<NodeId> {
         if t.name.is_empty() {
             t.name = out.clone();
         }
-        return match proto::tensor_value(&t, c.dir.as_deref(), false)? {
+        let value = proto::tensor_value(&t, &c.external, false, &mut c.warnings)?;
+        return match value {
             TensorValue::Literal(l) => c.constant(l),
             TensorValue::Weight(ty, bytes) => c.weight(&out, ty, bytes),
         };
@@ -541,7 +542,7 @@ fn constant_of_shape(c: &mut Ctx, n: &NodeProto) -> LResult<NodeId> {
     let s = c.input(n, 0)?;
     let value = match c.attrs(n).tensor("value") {
         None => Literal::scalar_f32(0.0),
-        Some(t) => match proto::tensor_value(t, None, true)? {
+        Some(t) => match proto::tensor_value(t, &c.external, true, &mut c.warnings)? {
             TensorValue::Literal(l) if l.num_elements() == 1 => Literal { shape: vec![], data: l.data },
             _ => return Err(c.err("value must hold one element")),
         },

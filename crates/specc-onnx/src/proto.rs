@@ -8,7 +8,7 @@
 use crate::error::ImportError;
 use onnx_ir::{AttributeProto, NodeProto, TensorProto, ValueInfoProto};
 use specc_ir::{DType, Dim, Literal, Shape, TensorType, WeightBytes};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// ONNX `TensorProto.DataType` codes (onnx.proto).
@@ -108,9 +108,105 @@ fn tensor_err(name: &str, msg: impl Into<String>) -> ImportError {
     ImportError::Invalid(format!("tensor `{name}`: {}", msg.into()))
 }
 
-/// Decodes a tensor. `dir` is the model's directory (for external data);
+/// Where a model's external data may be read from.
+///
+/// onnxruntime refuses an external-data location that leaves the model's
+/// directory, and so does specc by default: otherwise an ONNX file could
+/// make specc read any file on the machine (`../../etc/passwd`, an absolute
+/// path, a symlink inside the directory that points out of it) into an
+/// artifact.
+#[derive(Clone, Debug, Default)]
+pub struct ExternalData {
+    /// The model's directory; locations are relative to it. None for a
+    /// model parsed from bytes: it has no directory, so external data is
+    /// refused.
+    pub dir: Option<PathBuf>,
+    /// Read locations outside `dir` too (`--allow-external-data-outside`,
+    /// for users who really keep weights elsewhere); each one is reported
+    /// in `warnings`.
+    pub anywhere: bool,
+}
+
+impl ExternalData {
+    /// The policy for a model file: its directory, nothing outside it.
+    pub fn beside(model: &Path) -> ExternalData {
+        ExternalData { dir: Some(model.parent().unwrap_or(Path::new(".")).to_path_buf()), anywhere: false }
+    }
+
+    /// The file a tensor's external data `location` names, after following
+    /// symlinks; refused unless it is a regular file inside the model's
+    /// directory (or `anywhere` is set, in which case a warning is
+    /// returned with it).
+    pub fn resolve(&self, tensor: &str, location: &str) -> Result<(PathBuf, Option<String>), ImportError> {
+        let refuse =
+            |detail: String| ImportError::ExternalData { tensor: tensor.into(), location: location.into(), detail };
+        let Some(dir) = &self.dir else {
+            return Err(refuse("cannot be resolved: the model was read from memory, not from a directory".into()));
+        };
+        if location.is_empty() {
+            return Err(refuse("is empty".into()));
+        }
+        let given = Path::new(location);
+        let absolute = given.is_absolute() || given.has_root();
+        if absolute && !self.anywhere {
+            return Err(refuse(format!(
+                "is an absolute path; external data must be named relative to the model's directory {} (onnxruntime refuses it too; --allow-external-data-outside reads it anyway)",
+                dir.display()
+            )));
+        }
+        // `..` that climbs out is refused before the filesystem is asked
+        // anything (so the error does not even tell whether it exists).
+        let mut depth = 0i64;
+        for c in given.components() {
+            match c {
+                std::path::Component::ParentDir => depth -= 1,
+                std::path::Component::Normal(_) => depth += 1,
+                _ => {}
+            }
+            if depth < 0 && !self.anywhere {
+                return Err(refuse(format!(
+                    "climbs out of the model's directory {} (onnxruntime refuses such locations too; --allow-external-data-outside reads it anyway)",
+                    dir.display()
+                )));
+            }
+        }
+        let joined = dir.join(given);
+        let real = std::fs::canonicalize(&joined)
+            .map_err(|e| refuse(format!("cannot be opened as {}: {e}", joined.display())))?;
+        let meta = std::fs::metadata(&real).map_err(|e| refuse(format!("{}: {e}", real.display())))?;
+        if !meta.is_file() {
+            return Err(refuse(format!("is {}, not a regular file", real.display())));
+        }
+        let home =
+            std::fs::canonicalize(dir).map_err(|e| refuse(format!("the model's directory {}: {e}", dir.display())))?;
+        if real.starts_with(&home) {
+            return Ok((real, None));
+        }
+        if !self.anywhere {
+            return Err(refuse(format!(
+                "resolves to {}, outside the model's directory {} (onnxruntime refuses such locations too; --allow-external-data-outside reads it anyway)",
+                real.display(),
+                home.display()
+            )));
+        }
+        let warning = format!(
+            "tensor `{tensor}`: external data location `{location}` is read from {}, outside the model's directory {} (allowed by --allow-external-data-outside)",
+            real.display(),
+            home.display()
+        );
+        Ok((real, Some(warning)))
+    }
+}
+
+/// Decodes a tensor; external data is found through `external`, and a
+/// warning about where it came from, if any, is pushed on `warnings`.
 /// `keep_inline` forces a literal whatever its size.
-pub fn tensor_value(t: &TensorProto, dir: Option<&Path>, keep_inline: bool) -> Result<TensorValue, ImportError> {
+pub fn tensor_value(
+    t: &TensorProto,
+    external: &ExternalData,
+    keep_inline: bool,
+    warnings: &mut Vec<String>,
+) -> Result<TensorValue, ImportError> {
     let name = t.name.as_str();
     let dtype = dtype_of(t.data_type)
         .ok_or_else(|| ImportError::UnsupportedType { what: format!("tensor `{name}`"), ty: elem_name(t.data_type) })?;
@@ -119,13 +215,16 @@ pub fn tensor_value(t: &TensorProto, dir: Option<&Path>, keep_inline: bool) -> R
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| tensor_err(name, format!("negative dim {d}"))))
         .collect::<Result<_, _>>()?;
-    let n: usize = shape.iter().product();
+    // Before anything is read or allocated: a shape whose element count
+    // wraps around 2^64 would otherwise pass every later length check.
+    let n = specc_ir::limits::check_dims(dtype, &shape, || format!("tensor `{name}` of shape {shape:?}"))
+        .map_err(|e| ImportError::Invalid(e.to_string()))?;
     let nbytes = n * dtype.size_bytes();
     let ty = TensorType::fixed(dtype, &shape);
     let as_weight = !keep_inline && dtype == DType::F32 && n > INLINE_LIMIT;
 
-    let external = t.data_location.value() == 1 || !t.external_data.is_empty();
-    let bytes: WeightBytes = if external {
+    let external_data = t.data_location.value() == 1 || !t.external_data.is_empty();
+    let bytes: WeightBytes = if external_data {
         let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
         let location = get("location").ok_or_else(|| tensor_err(name, "external data without a location"))?;
         let offset: u64 = get("offset")
@@ -138,11 +237,12 @@ pub fn tensor_value(t: &TensorProto, dir: Option<&Path>, keep_inline: bool) -> R
         if length.is_some_and(|l| l != nbytes) {
             return Err(tensor_err(name, format!("external length {length:?} but {ty} needs {nbytes} bytes")));
         }
-        let path = dir.unwrap_or(Path::new(".")).join(&location);
+        let (path, warning) = external.resolve(name, &location)?;
+        warnings.extend(warning);
         let size = std::fs::metadata(&path)
             .map_err(|e| tensor_err(name, format!("external data file {}: {e}", path.display())))?
             .len();
-        if offset + nbytes as u64 > size {
+        if offset.checked_add(nbytes as u64).is_none_or(|end| end > size) {
             return Err(tensor_err(
                 name,
                 format!(
@@ -221,7 +321,7 @@ pub fn read_tensor_file(path: &Path) -> Result<Literal, ImportError> {
     let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: shown.clone(), source })?;
     let t = TensorProto::parse_from_bytes(&bytes)
         .map_err(|e| ImportError::NotOnnx { path: shown, detail: e.to_string() })?;
-    match tensor_value(&t, path.parent(), true)? {
+    match tensor_value(&t, &ExternalData::beside(path), true, &mut vec![])? {
         TensorValue::Literal(l) => Ok(l),
         TensorValue::Weight(..) => unreachable!("keep_inline gives literals"),
     }
