@@ -482,8 +482,13 @@ fn split(c: &mut Ctx, n: &NodeProto) -> LResult<Vec<NodeId>> {
         }
     };
     let sizes = if sizes.is_empty() {
-        let parts =
-            if c.opset >= 18 { c.attrs(n).int("num_outputs").map(|v| v as usize).unwrap_or(outputs) } else { outputs };
+        // num_outputs (opset 18) must name the outputs the node has.
+        if let Some(k) = c.attrs(n).int("num_outputs").filter(|_| c.opset >= 18)
+            && k != outputs as i64
+        {
+            return Err(c.err(format!("num_outputs is {k}, but the node has {outputs} outputs")));
+        }
+        let parts = outputs;
         let Dim::Fixed(d) = dims[axis] else {
             return Err(c.err(format!("splitting run-time dim {} into equal parts needs explicit sizes", dims[axis])));
         };
@@ -495,10 +500,18 @@ fn split(c: &mut Ctx, n: &NodeProto) -> LResult<Vec<NodeId>> {
     if sizes.len() != outputs {
         return Err(c.err(format!("{} split sizes for {outputs} outputs", sizes.len())));
     }
+    if sizes.iter().any(|&s| s < 0) {
+        return Err(c.err(format!("negative split sizes {sizes:?}")));
+    }
+    // In i128: sizes from the file may add up past i64.
+    let total: i128 = sizes.iter().map(|&s| s as i128).sum();
     if let Dim::Fixed(d) = dims[axis]
-        && sizes.iter().sum::<i64>() != d as i64
+        && total != d as i128
     {
         return Err(c.err(format!("split sizes {sizes:?} do not add up to dim {d}")));
+    }
+    if total > i64::MAX as i128 {
+        return Err(c.err(format!("split sizes {sizes:?} add up past 2^63")));
     }
     let mut start = 0;
     let mut out = Vec::new();
