@@ -399,7 +399,7 @@ fn main() -> ExitCode {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         eprintln!(
-            "error: specc hit an internal error (a bug in specc, not in your input's handling that you could fix); please report it with the command that triggered it and, if you can, the input file"
+            "error: specc hit an internal error: this is a bug in specc, not a problem with your input; please report it with the command that triggered it and, if you can, the input file"
         );
         default_hook(info);
     }));

@@ -42,9 +42,13 @@ pub fn read_model(path: &Path) -> Result<ModelProto, ImportError> {
     if len == 0 {
         return Err(ImportError::Empty { path: shown });
     }
-    // SAFETY: the map is read-only; weight bytes borrow it for as long as
-    // the model lives. A file changed under us gives wrong weights, as with
-    // any reader.
+    // SAFETY: the map is read-only and private, and every byte read from it
+    // goes through bounds-checked slices of its length (protobuf parsing,
+    // weight views checked against their types). What no mmap reader can
+    // rule out is another process truncating or rewriting the file while it
+    // is mapped: reads then see the new bytes or fault with SIGBUS. Like
+    // onnxruntime and safetensors, specc requires that its input files do
+    // not change during a run; it never maps its own outputs.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ImportError::Io { path: shown.clone(), source })?;
     parse_bytes(bytes::Bytes::from_owner(map), &shown)
 }

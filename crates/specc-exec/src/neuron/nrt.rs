@@ -113,6 +113,8 @@ pub enum NrtError {
     MissingSymbol { library: String, symbol: &'static str, detail: String },
     #[error("{call} failed{}: {name} ({code}): {message}", if .context.is_empty() { String::new() } else { format!(" for {}", .context) })]
     Status { call: &'static str, code: Status, name: &'static str, message: String, context: String },
+    #[error("{bytes} bytes at offset {offset} do not fit tensor `{tensor}` of {size} bytes")]
+    OutOfBounds { tensor: String, offset: usize, bytes: usize, size: usize },
 }
 
 /// The name of an `NRT_STATUS` code (`nrt/nrt_status.h`).
@@ -291,7 +293,18 @@ impl Tensor {
 
     /// Writes `bytes` at `offset`.
     pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), NrtError> {
-        // SAFETY: live handle; the runtime checks offset + size against the tensor.
+        // Checked here rather than trusted to the runtime: a write past the
+        // tensor would corrupt device memory that belongs to another.
+        if offset.checked_add(bytes.len()).is_none_or(|end| end > self.size) {
+            return Err(NrtError::OutOfBounds {
+                tensor: self.name.clone(),
+                offset,
+                bytes: bytes.len(),
+                size: self.size,
+            });
+        }
+        // SAFETY: live handle; `bytes` is a valid slice and the range lies
+        // inside the tensor (checked above).
         let code = unsafe { (self.rt.f.tensor_write)(self.raw, bytes.as_ptr().cast(), offset, bytes.len()) };
         self.rt
             .check("nrt_tensor_write", code, || format!("tensor `{}` ({} bytes at {offset})", self.name, bytes.len()))
@@ -412,11 +425,14 @@ impl Model {
             (0..n)
                 .map(|i| {
                     let t = &*first.add(i);
-                    TensorInfo {
-                        name: CStr::from_ptr(t.name.as_ptr()).to_string_lossy().into_owned(),
-                        input: t.usage == USAGE_INPUT,
-                        size: t.size,
-                    }
+                    // The name is a fixed array: read it up to its first
+                    // NUL, never past its end (a runtime that filled all
+                    // 256 bytes would otherwise be read beyond).
+                    let name: &[u8] = std::slice::from_raw_parts(t.name.as_ptr().cast(), TENSOR_NAME_MAX);
+                    let name = CStr::from_bytes_until_nul(name)
+                        .map(|c| c.to_string_lossy().into_owned())
+                        .unwrap_or_else(|_| String::from_utf8_lossy(name).into_owned());
+                    TensorInfo { name, input: t.usage == USAGE_INPUT, size: t.size }
                 })
                 .collect()
         };
