@@ -398,6 +398,10 @@ fn main() -> ExitCode {
     // report it, above Rust's own message.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        // A dependency's panic that specc turns into a typed error.
+        if specc_ir::contain::is_contained() {
+            return;
+        }
         eprintln!(
             "error: specc hit an internal error: this is a bug in specc, not a problem with your input; please report it with the command that triggered it and, if you can, the input file"
         );

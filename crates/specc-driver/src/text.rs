@@ -34,8 +34,12 @@ pub struct Text {
 
 impl Text {
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Text, TextError> {
-        let tok = tokenizers::Tokenizer::from_bytes(bytes)
-            .map_err(|e| TextError::Load { origin: origin.into(), detail: e.to_string() })?;
+        // The tokenizers crate panics on some malformed files (its decoder
+        // section is read with `expect`): contained as a load error.
+        let load = |detail: String| TextError::Load { origin: origin.into(), detail };
+        let tok = specc_ir::contain::contain(|| tokenizers::Tokenizer::from_bytes(bytes))
+            .map_err(|panic| load(format!("the tokenizers library could not read it ({panic})")))?
+            .map_err(|e| load(e.to_string()))?;
         Ok(Text { tok, origin: origin.into() })
     }
 
@@ -91,14 +95,16 @@ impl Text {
     /// The prompt's ids, without added special tokens (the text is taken
     /// literally, as Hugging Face's generate() takes input_ids).
     pub fn encode(&self, s: &str) -> Result<Vec<i64>, TextError> {
-        let e = self.tok.encode(s, false).map_err(|e| TextError::Encode(e.to_string()))?;
+        let e = specc_ir::contain::contain(|| self.tok.encode(s, false))
+            .map_err(TextError::Encode)?
+            .map_err(|e| TextError::Encode(e.to_string()))?;
         Ok(e.get_ids().iter().map(|&i| i as i64).collect())
     }
 
     /// The text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[i64]) -> String {
         let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
-        self.tok.decode(&ids, true).unwrap_or_default()
+        specc_ir::contain::contain(|| self.tok.decode(&ids, true)).ok().and_then(Result::ok).unwrap_or_default()
     }
 
     /// An incremental decoder: each call gives the text that the new ids
@@ -109,10 +115,10 @@ impl Text {
         move |ids: &[i64]| {
             let mut out = String::new();
             for &id in ids {
-                match ds.step(id as u32) {
-                    Ok(Some(s)) => out.push_str(&s),
-                    Ok(None) => {}
-                    Err(_) => out.push_str(&format!("<{id}>")),
+                match specc_ir::contain::contain(|| ds.step(id as u32)) {
+                    Ok(Ok(Some(s))) => out.push_str(&s),
+                    Ok(Ok(None)) => {}
+                    _ => out.push_str(&format!("<{id}>")),
                 }
             }
             out

@@ -13,6 +13,18 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The bits of the regions of `kinds` in `model`.
+pub fn region_bits(model: &Path, kinds: &[Kind]) -> usize {
+    let bytes = std::fs::read(model).unwrap_or_default();
+    let mut bits: Vec<usize> = Vec::new();
+    for r in wire::regions(&bytes).into_iter().filter(|r| kinds.contains(&r.kind)) {
+        bits.extend(r.bytes.start * 8..r.bytes.end * 8);
+    }
+    bits.sort_unstable();
+    bits.dedup();
+    bits.len()
+}
+
 /// Flips every bit of the regions of `kinds` in `model` (every `stride`-th
 /// bit, to sample a large model), `jobs` at a time.
 pub fn run(model: &Path, kinds: &[Kind], stride: usize, jobs: usize, worker: &WorkerConfig, out: &Path) -> Stats {

@@ -28,6 +28,8 @@ pub struct CampaignConfig {
     pub jobs: usize,
     /// Where cases are written while they run and saved when they crash.
     pub out: PathBuf,
+    /// The first `favored` seeds are picked as parents half the time.
+    pub favored: usize,
 }
 
 /// What a campaign did.
@@ -95,6 +97,7 @@ pub fn mutate(target: Target, case: &mut Case, rng: &mut Rng) -> Vec<&'static st
         .map(|_| match target {
             Target::Onnx => mutate_onnx::mutate(case, rng),
             Target::Artifact => mutate_artifact::mutate(case, rng),
+            Target::Tokenizer => mutate_artifact::mutate_tokenizer(case, rng),
         })
         .collect()
 }
@@ -141,7 +144,17 @@ pub fn run(config: &CampaignConfig, seeds: &[Case]) -> Stats {
                 let mut seen: HashSet<String> = HashSet::new();
                 let mut n = 0u64;
                 while Instant::now() < deadline && runs_left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 0 {
-                    let Some(parent) = rng.pick(&corpus) else { break };
+                    // Half the time a favored seed (the real exports, not
+                    // the hundreds of one-op conformance cases), so the
+                    // paths of real models get their share.
+                    let parent = if config.favored > 0 && rng.one_in(2) {
+                        &corpus[rng.below(config.favored.min(corpus.len()))]
+                    } else {
+                        match rng.pick(&corpus) {
+                            Some(p) => p,
+                            None => break,
+                        }
+                    };
                     let mut case = parent.clone();
                     let mutators = mutate(config.worker.target, &mut case, &mut rng);
                     let dir = work.join(format!("case-{}", n % 2));
@@ -178,11 +191,12 @@ pub fn run(config: &CampaignConfig, seeds: &[Case]) -> Stats {
     stats
 }
 
-/// The ONNX seeds: every model under `graphs/` up to `max_bytes` (and the
-/// ONNX conformance cases in `.cache/onnx-node-tests` when they were
-/// fetched, those whose ops specc supports), each with a small data file
-/// beside it for external data.
-pub fn onnx_seeds(repo: &Path, max_bytes: u64) -> Vec<Case> {
+/// The ONNX seeds: every model under `graphs/` up to `max_bytes` (first),
+/// and the ONNX conformance cases in `.cache/onnx-node-tests` when they
+/// were fetched (those whose ops specc supports), each with a small data
+/// file beside it for external data. Returns the seeds and how many come
+/// from `graphs/`.
+pub fn onnx_seeds(repo: &Path, max_bytes: u64) -> (Vec<Case>, usize) {
     let data = std::fs::read(repo.join("graphs/small/external_data.onnx.data")).unwrap_or_else(|_| vec![0; 544]);
     let mut models = Vec::new();
     let mut stack = vec![repo.join("graphs"), repo.join(".cache/onnx-node-tests")];
@@ -199,7 +213,8 @@ pub fn onnx_seeds(repo: &Path, max_bytes: u64) -> Vec<Case> {
             }
         }
     }
-    models.sort();
+    // The repository's own models (real exports) first: they are favored.
+    models.sort_by_key(|p| (!p.starts_with(repo.join("graphs")), p.clone()));
     models
         .into_iter()
         .filter_map(|p| {
@@ -216,9 +231,37 @@ pub fn onnx_seeds(repo: &Path, max_bytes: u64) -> Vec<Case> {
             c.set(mutate_onnx::MODEL, bytes);
             c.set(mutate_onnx::DATA, data.clone());
             c.set("external_data.onnx.data", data.clone());
-            Some(c)
+            Some((p.starts_with(repo.join("graphs")), c))
         })
-        .collect()
+        .fold((Vec::new(), 0), |(mut v, n), (own, c)| {
+            v.push(c);
+            (v, n + own as usize)
+        })
+}
+
+/// The tokenizer seeds: every `tokenizer.json` under `graphs/` (one of
+/// each content).
+pub fn tokenizer_seeds(repo: &Path) -> Vec<Case> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut stack = vec![repo.join("graphs")];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == crate::targets::TOKENIZER)
+                && let Ok(bytes) = std::fs::read(&p)
+                && seen.insert(bytes.clone())
+            {
+                let mut c = Case::default();
+                c.set(crate::targets::TOKENIZER, bytes);
+                out.push(c);
+            }
+        }
+    }
+    out
 }
 
 /// The artifact seeds, compiled into `out/seeds`: the tiny target and

@@ -40,7 +40,7 @@ struct WorkerArgs {
 enum Cmd {
     /// A random campaign for a time budget.
     Run {
-        /// onnx, artifact or all (the budget is split evenly).
+        /// onnx, artifact, tokenizer or all (the budget is split evenly).
         #[arg(long, default_value = "all")]
         target: String,
         #[arg(long, default_value_t = 60.0)]
@@ -54,7 +54,7 @@ enum Cmd {
         #[arg(long)]
         jobs: Option<usize>,
         /// Seeds larger than this (bytes) are left out (slow to mutate).
-        #[arg(long, default_value_t = 1 << 20)]
+        #[arg(long, default_value_t = 6 << 20)]
         max_seed_bytes: u64,
         /// Work, seed and bug directory.
         #[arg(long, default_value = "target/fuzz")]
@@ -72,9 +72,12 @@ enum Cmd {
         /// Regions: header (initializer headers), shape, node.
         #[arg(long, value_delimiter = ',', default_value = "header,shape")]
         kinds: Vec<String>,
-        /// Flip every Nth bit only.
+        /// Flip every Nth bit only (an odd stride samples every bit position).
         #[arg(long, default_value_t = 1)]
         stride: usize,
+        /// At most this many flips: the stride is raised to fit.
+        #[arg(long)]
+        max_flips: Option<usize>,
         #[arg(long)]
         jobs: Option<usize>,
         #[arg(long, default_value = "target/fuzz")]
@@ -101,7 +104,7 @@ enum Cmd {
 }
 
 fn target(s: &str) -> Result<Target, String> {
-    Target::parse(s).ok_or_else(|| format!("unknown target `{s}` (onnx or artifact)"))
+    Target::parse(s).ok_or_else(|| format!("unknown target `{s}` (onnx, artifact or tokenizer)"))
 }
 
 fn worker_config(t: Target, w: &WorkerArgs) -> Result<WorkerConfig, String> {
@@ -148,7 +151,7 @@ fn real_main() -> Result<bool, String> {
             println!("{}: {}", outcome.class(), outcome.message());
             Ok(!outcome.is_bug())
         }
-        Cmd::Bitflips { model, kinds, stride, jobs: j, out, worker } => {
+        Cmd::Bitflips { model, kinds, stride, max_flips, jobs: j, out, worker } => {
             let kinds: Vec<Kind> = kinds
                 .iter()
                 .map(|k| match k.as_str() {
@@ -159,17 +162,28 @@ fn real_main() -> Result<bool, String> {
                 })
                 .collect::<Result<_, _>>()?;
             let config = worker_config(Target::Onnx, &worker)?;
+            let total = specc_fuzz::bitflips::region_bits(&model, &kinds);
+            let mut stride = stride.max(1);
+            if let Some(m) = max_flips {
+                stride = stride.max(total.div_ceil(m.max(1)));
+                if stride > 1 && stride % 2 == 0 {
+                    stride += 1; // odd, so every bit position within a byte is hit
+                }
+            }
             let stats = specc_fuzz::bitflips::run(&model, &kinds, stride, jobs(j), &config, &out);
-            print!("{}", stats.report(&format!("bitflips {}", model.display())));
+            let title =
+                format!("bitflips {} ({} of its {total} region bits, stride {stride})", model.display(), stats.runs);
+            print!("{}", stats.report(&title));
             Ok(stats.bug_count() == 0)
         }
         Cmd::Run { target: t, seconds, max_runs, seed, jobs: j, max_seed_bytes, out, repo, worker } => {
             let targets: Vec<Target> = if t == "all" { Target::ALL.to_vec() } else { vec![target(&t)?] };
             let mut all = Stats::default();
             for &t in &targets {
-                let seeds = match t {
+                let (seeds, favored) = match t {
                     Target::Onnx => campaign::onnx_seeds(&repo, max_seed_bytes),
-                    Target::Artifact => campaign::artifact_seeds(&repo, &out)?,
+                    Target::Artifact => (campaign::artifact_seeds(&repo, &out)?, 0),
+                    Target::Tokenizer => (campaign::tokenizer_seeds(&repo), 0),
                 };
                 if seeds.is_empty() {
                     return Err(format!("no seeds for target {} under {}", t.name(), repo.display()));
@@ -181,6 +195,7 @@ fn real_main() -> Result<bool, String> {
                     seed,
                     jobs: jobs(j),
                     out: out.clone(),
+                    favored,
                 };
                 let stats = campaign::run(&config, &seeds);
                 print!("{}", stats.report(&format!("target {} ({} seeds, seed {seed})", t.name(), seeds.len())));

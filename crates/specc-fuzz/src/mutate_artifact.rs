@@ -83,6 +83,26 @@ fn mutate_once(case: &mut Case, rng: &mut Rng) -> &'static str {
     }
 }
 
+/// A `tokenizer.json` case: edited as JSON, or damaged as bytes.
+pub fn mutate_tokenizer(case: &mut Case, rng: &mut Rng) -> &'static str {
+    let rel = crate::targets::TOKENIZER;
+    match json_of(case, rel) {
+        Some(mut v) if !rng.one_in(5) => {
+            for _ in 0..1 + rng.below(3) {
+                mutate_json(&mut v, rng);
+            }
+            case.set(rel, serde_json::to_vec(&v).unwrap());
+            "tokenizer-json"
+        }
+        _ => {
+            let Some(mut b) = case.file(rel).cloned() else { return "none" };
+            damage(&mut b, rng);
+            case.set(rel, b);
+            "tokenizer-bytes"
+        }
+    }
+}
+
 fn json_of(case: &Case, rel: &str) -> Option<Value> {
     serde_json::from_slice(case.file(rel)?).ok()
 }

@@ -208,6 +208,9 @@ pub fn worker_main(target: Target, memory_mb: u64) -> std::io::Result<()> {
     let last_panic = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let seen = last_panic.clone();
     std::panic::set_hook(Box::new(move |info| {
+        if specc_ir::contain::is_contained() {
+            return;
+        }
         let msg = info
             .payload()
             .downcast_ref::<&str>()

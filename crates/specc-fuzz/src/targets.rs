@@ -22,15 +22,19 @@ pub enum Target {
     /// An artifact directory: open (every manifest check), estimate, load
     /// on the reference backend and generate a few tokens.
     Artifact,
+    /// A `tokenizer.json` (the model's, copied into artifacts): load, check
+    /// against a vocabulary, encode, decode, stream-decode.
+    Tokenizer,
 }
 
 impl Target {
-    pub const ALL: [Target; 2] = [Target::Onnx, Target::Artifact];
+    pub const ALL: [Target; 3] = [Target::Onnx, Target::Artifact, Target::Tokenizer];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Onnx => "onnx",
             Target::Artifact => "artifact",
+            Target::Tokenizer => "tokenizer",
         }
     }
 
@@ -45,7 +49,25 @@ pub fn run_target(target: Target, dir: &Path, choice: u64) -> Result<String, Str
     match target {
         Target::Onnx => onnx(dir, choice),
         Target::Artifact => artifact(dir, choice),
+        Target::Tokenizer => tokenizer(dir),
     }
+}
+
+pub const TOKENIZER: &str = "tokenizer.json";
+
+fn tokenizer(dir: &Path) -> Result<String, String> {
+    let text = specc_driver::text::Text::from_file(&dir.join(TOKENIZER)).map_err(|e| e.to_string())?;
+    text.check_model_vocab(4096).map_err(|e| e.to_string())?;
+    let ids = text
+        .encode("def parse(s):\n    return {\"id\": 17, \"name\": \"h\u{e9}llo \u{1F916}\"}\n")
+        .map_err(|e| e.to_string())?;
+    let _ = text.decode(&ids);
+    let mut stream = text.stream();
+    let _ = stream(&ids);
+    // Ids the tokenizer may not have, and the ends of the id type.
+    let _ = stream(&[0, 1, 4095, 4096, 1 << 31, -1]);
+    let _ = text.decode(&[-1, i64::MAX, 0]);
+    Ok(format!("{} tokens", ids.len()))
 }
 
 fn onnx(dir: &Path, choice: u64) -> Result<String, String> {

@@ -19,7 +19,7 @@ fn a_bounded_campaign_finds_no_panic_abort_signal_or_hang() {
     println!("{report}{}", String::from_utf8_lossy(&run.stderr));
     assert!(run.status.success(), "the campaign found bugs (saved under {}):\n{report}", out.display());
     // It really ran, and reached both refusals and results on each target.
-    for target in ["onnx", "artifact"] {
+    for target in ["onnx", "artifact", "tokenizer"] {
         let line = report
             .lines()
             .skip_while(|l| !l.starts_with(&format!("target {target}")))

@@ -10,7 +10,7 @@ use std::process::Command;
 fn every_saved_crash_is_now_a_typed_error_or_a_result() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
     let mut replayed = 0;
-    for target in ["onnx", "artifact"] {
+    for target in ["onnx", "artifact", "tokenizer"] {
         let Ok(cases) = std::fs::read_dir(root.join(target)) else { continue };
         for case in cases {
             let case = case.unwrap().path();

@@ -17,6 +17,7 @@
 
 pub mod analysis;
 mod builder;
+pub mod contain;
 mod error;
 mod graph;
 pub mod infer;

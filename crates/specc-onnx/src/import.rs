@@ -58,14 +58,17 @@ pub fn parse_bytes(buf: bytes::Bytes, what: &str) -> Result<ModelProto, ImportEr
     if buf.is_empty() {
         return Err(ImportError::Empty { path: what.into() });
     }
-    let parsed = std::panic::catch_unwind(|| ModelProto::parse_from_tokio_bytes(&buf));
+    let parsed = specc_ir::contain::contain(|| ModelProto::parse_from_tokio_bytes(&buf));
     let model = match parsed {
         Ok(Ok(m)) => m,
         Ok(Err(e)) => {
             return Err(ImportError::NotOnnx { path: what.into(), detail: e.to_string() });
         }
-        Err(_) => {
-            return Err(ImportError::NotOnnx { path: what.into(), detail: "the protobuf parser gave up".into() });
+        Err(panic) => {
+            return Err(ImportError::NotOnnx {
+                path: what.into(),
+                detail: format!("the protobuf parser gave up ({panic})"),
+            });
         }
     };
     // Protobuf parsing is lenient: arbitrary bytes can decode into an empty
