@@ -4,6 +4,7 @@
 use crate::manifest::{FORMAT, FORMAT_VERSION, GraphEntry, MANIFEST, Manifest, Weights};
 use crate::weights::from_st_dtype;
 use crate::{ArtifactError, io, sha256_hex};
+use specc_ir::contain::brief;
 use specc_ir::{DType, Graph, TensorType, WeightBytes, WeightStore};
 use std::path::{Path, PathBuf};
 
@@ -52,7 +53,7 @@ impl Artifact {
         }
         let text = std::fs::read_to_string(&mp).map_err(io(&mp))?;
         let raw: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| ArtifactError::Corrupt { file: mp.display().to_string(), detail: e.to_string() })?;
+            .map_err(|e| ArtifactError::Corrupt { file: mp.display().to_string(), detail: brief(e) })?;
         if raw.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Err(ArtifactError::NotAnArtifact {
                 dir: shown,
@@ -65,7 +66,7 @@ impl Artifact {
             return Err(ArtifactError::Version { dir: shown, found, supported: FORMAT_VERSION });
         }
         let manifest: Manifest = serde_json::from_value(raw)
-            .map_err(|e| ArtifactError::Corrupt { file: mp.display().to_string(), detail: e.to_string() })?;
+            .map_err(|e| ArtifactError::Corrupt { file: mp.display().to_string(), detail: brief(e) })?;
         crate::check::manifest(dir, &manifest)?;
         Ok(Artifact { dir: dir.to_path_buf(), manifest })
     }
@@ -112,7 +113,7 @@ impl Artifact {
             Weights::Copied { file, .. } => {
                 let bytes = std::sync::Arc::new(self.read(file)?);
                 let st = safetensors::SafeTensors::deserialize(&bytes)
-                    .map_err(|e| ArtifactError::Corrupt { file: file.file.clone(), detail: e.to_string() })?;
+                    .map_err(|e| ArtifactError::Corrupt { file: file.file.clone(), detail: brief(e) })?;
                 let base = bytes.as_ptr() as usize;
                 let mut entries = Vec::new();
                 for (name, view) in st.tensors() {
@@ -121,7 +122,7 @@ impl Artifact {
                         detail: format!("`{name}` has dtype {:?}", view.dtype()),
                     })?;
                     specc_ir::limits::check_dims(dtype, view.shape(), || format!("weight `{name}`"))
-                        .map_err(|e| ArtifactError::Corrupt { file: file.file.clone(), detail: e.to_string() })?;
+                        .map_err(|e| ArtifactError::Corrupt { file: file.file.clone(), detail: brief(e) })?;
                     let start = view.data().as_ptr() as usize - base;
                     entries.push((name, TensorType::fixed(dtype, view.shape()), start..start + view.data().len()));
                 }

@@ -39,7 +39,7 @@ impl Text {
         let load = |detail: String| TextError::Load { origin: origin.into(), detail };
         let tok = specc_ir::contain::contain(|| tokenizers::Tokenizer::from_bytes(bytes))
             .map_err(|panic| load(format!("the tokenizers library could not read it ({panic})")))?
-            .map_err(|e| load(e.to_string()))?;
+            .map_err(|e| load(specc_ir::contain::brief(e)))?;
         Ok(Text { tok, origin: origin.into() })
     }
 
@@ -97,7 +97,7 @@ impl Text {
     pub fn encode(&self, s: &str) -> Result<Vec<i64>, TextError> {
         let e = specc_ir::contain::contain(|| self.tok.encode(s, false))
             .map_err(TextError::Encode)?
-            .map_err(|e| TextError::Encode(e.to_string()))?;
+            .map_err(|e| TextError::Encode(specc_ir::contain::brief(e)))?;
         Ok(e.get_ids().iter().map(|&i| i as i64).collect())
     }
 

@@ -121,6 +121,9 @@ pub fn run(config: &CampaignConfig, seeds: &[Case]) -> Stats {
     let deadline = t0 + Duration::from_secs_f64(config.seconds);
     let total = Mutex::new(Stats::default());
     let runs_left = std::sync::atomic::AtomicI64::new(config.max_runs.map(|n| n as i64).unwrap_or(i64::MAX));
+    // A case that grew far past the largest seed would only test reading
+    // speed: it is run, but not kept to mutate further.
+    let max_case_bytes = seeds.iter().map(Case::bytes).max().unwrap_or(0).saturating_mul(4).max(1 << 20);
     // Bug signatures seen by any job, so each distinct bug is saved once.
     let bugs_seen = Mutex::new(HashSet::new());
     std::thread::scope(|s| {
@@ -143,20 +146,32 @@ pub fn run(config: &CampaignConfig, seeds: &[Case]) -> Stats {
                 let mut corpus: Vec<Case> = seeds.to_vec();
                 let mut seen: HashSet<String> = HashSet::new();
                 let mut n = 0u64;
+                // First the favored seeds (or all, when there are few) as
+                // they are: a baseline of results, and a check that the
+                // seeds themselves are sound.
+                let baseline = if config.favored > 0 { config.favored } else { seeds.len().min(16) };
+                let mut unmutated = (job..baseline).step_by(config.jobs.max(1));
                 while Instant::now() < deadline && runs_left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 0 {
-                    // Half the time a favored seed (the real exports, not
-                    // the hundreds of one-op conformance cases), so the
-                    // paths of real models get their share.
-                    let parent = if config.favored > 0 && rng.one_in(2) {
-                        &corpus[rng.below(config.favored.min(corpus.len()))]
-                    } else {
-                        match rng.pick(&corpus) {
-                            Some(p) => p,
-                            None => break,
+                    let (case, mutators) = match unmutated.next() {
+                        Some(i) => (seeds[i].clone(), vec!["none (seed)"]),
+                        None => {
+                            // Half the time a favored seed (the real
+                            // exports, not the hundreds of one-op
+                            // conformance cases), so the paths of real
+                            // models get their share.
+                            let parent = if config.favored > 0 && rng.one_in(2) {
+                                &corpus[rng.below(config.favored.min(corpus.len()))]
+                            } else {
+                                match rng.pick(&corpus) {
+                                    Some(p) => p,
+                                    None => break,
+                                }
+                            };
+                            let mut case = parent.clone();
+                            let mutators = mutate(config.worker.target, &mut case, &mut rng);
+                            (case, mutators)
                         }
                     };
-                    let mut case = parent.clone();
-                    let mutators = mutate(config.worker.target, &mut case, &mut rng);
                     let dir = work.join(format!("case-{}", n % 2));
                     n += 1;
                     let _ = std::fs::remove_dir_all(&dir);
@@ -175,7 +190,7 @@ pub fn run(config: &CampaignConfig, seeds: &[Case]) -> Stats {
                             let saved = save_bug(&config.out, config.worker.target, &case, &outcome, &mutators);
                             stats.bugs.push((outcome.class().into(), outcome.message(), saved));
                         }
-                    } else if seen.insert(sig) && corpus.len() < 4000 {
+                    } else if seen.insert(sig) && corpus.len() < 4000 && case.bytes() <= max_case_bytes {
                         corpus.push(case);
                     }
                 }

@@ -30,6 +30,11 @@ impl Case {
         }
     }
 
+    /// The bytes of its files.
+    pub fn bytes(&self) -> usize {
+        self.entries.values().map(|e| if let Entry::File(b) = e { b.len() } else { 0 }).sum()
+    }
+
     pub fn set(&mut self, rel: &str, bytes: Vec<u8>) {
         self.entries.insert(rel.to_string(), Entry::File(bytes));
     }

@@ -134,11 +134,16 @@ impl Worker {
         Ok(())
     }
 
-    /// The last lines the worker wrote to stderr (a panic message, an
-    /// allocation failure).
+    /// What the worker said before it died (an allocation failure, a
+    /// panic message): its unindented stderr lines, without backtraces.
     fn stderr_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                !l.trim().is_empty() && !l.starts_with(' ') && !l.starts_with("note:") && l.trim() != "stack backtrace:"
+            })
+            .collect();
         lines[lines.len().saturating_sub(3)..].join(" | ")
     }
 
@@ -232,7 +237,7 @@ pub fn worker_main(target: Target, memory_mb: u64) -> std::io::Result<()> {
             Ok(Err(e)) => format!("error {e}"),
             Err(_) => format!("panic {}", last_panic.lock().unwrap()),
         };
-        writeln!(proto, "{}", answer.replace('\n', " / "))?;
+        writeln!(proto, "{}", specc_ir::contain::brief(answer.replace('\n', " / ")))?;
         proto.flush()?;
     }
     Ok(())

@@ -62,7 +62,7 @@ pub fn parse_bytes(buf: bytes::Bytes, what: &str) -> Result<ModelProto, ImportEr
     let model = match parsed {
         Ok(Ok(m)) => m,
         Ok(Err(e)) => {
-            return Err(ImportError::NotOnnx { path: what.into(), detail: e.to_string() });
+            return Err(ImportError::NotOnnx { path: what.into(), detail: specc_ir::contain::brief(e) });
         }
         Err(panic) => {
             return Err(ImportError::NotOnnx {
