@@ -23,6 +23,8 @@ pub enum BackendError {
     NoGraph(String),
     #[error(transparent)]
     Neuron(Box<crate::neuron::NeuronError>),
+    #[error(transparent)]
+    Pjrt(Box<crate::pjrt::PjrtBackendError>),
 }
 
 pub trait Backend {

@@ -268,6 +268,11 @@ impl<B: Backend> Engine<B> {
         self.backend.name()
     }
 
+    /// The backend, for its own reports (load statistics, device state).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
     /// Integer input `param` of `graph`, in the dtype the graph takes (s64,
     /// or s32 after Neuron narrowing).
     fn ints(&self, graph: &str, param: &str, shape: Vec<usize>, values: &[i64]) -> Literal {

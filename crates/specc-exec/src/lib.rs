@@ -11,10 +11,12 @@ mod engine;
 pub mod lookup;
 mod metrics;
 pub mod neuron;
+pub mod pjrt;
 mod reference;
 
 pub use backend::{Backend, BackendError};
 pub use engine::{Engine, ExecError, GenerateOptions, Generation, Mode, Sampling, StopReason, SyntheticAcceptance};
 pub use metrics::Metrics;
 pub use neuron::{Neuron, NeuronError, NeuronOptions};
+pub use pjrt::{Pjrt, PjrtOptions};
 pub use reference::Reference;

@@ -1,0 +1,598 @@
+//! The PJRT backend: an artifact's HLO on XLA's own runtimes through their
+//! plugins (`xla_cpu_pjrt.so` from the `xla-cpu-pjrt` wheel, the CUDA
+//! plugin from `jax-cuda12-pjrt`, AWS's `libneuronpjrt.so`), opened at run
+//! time with the binding in `client` and `sys`.
+//!
+//! The same contract as the Neuron backend: each graph's `.hlo.pb` is
+//! compiled once at load (or loaded from the executable cache, keyed like
+//! the NEFF cache by HLO, options and plugin), each weight is uploaded once
+//! and shared by every graph of its model, the KV caches are device buffers
+//! donated to their aliased outputs (updated in place), and after load only
+//! the per-call tensors (tokens, positions, seeds, counts) cross to and from
+//! the host.
+//!
+//! Architecture Invariant: this backend reads artifacts only: it never
+//! imports ONNX or emits HLO; what runs is the `.hlo.pb` the compiler wrote.
+
+mod client;
+pub mod sys;
+
+pub use client::{Buffer, Client, Executable, OutputSpec, PjrtError, Plugin, compile_options};
+
+use crate::backend::{Backend, BackendError};
+use specc_artifact::{Artifact, GraphEntry, TensorEntry};
+use specc_ir::{DType, Literal};
+use std::collections::HashMap;
+use std::ffi::c_int;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Which plugin: a family name (`cpu`, `cuda`) or a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PluginChoice {
+    Cpu,
+    Cuda,
+    Path(PathBuf),
+}
+
+impl PluginChoice {
+    pub fn parse(s: &str) -> PluginChoice {
+        match s {
+            "cpu" => PluginChoice::Cpu,
+            "cuda" | "gpu" => PluginChoice::Cuda,
+            other => PluginChoice::Path(PathBuf::from(other)),
+        }
+    }
+}
+
+/// Where compiled executables are cached.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ExecutableCache {
+    /// `$SPECC_PJRT_CACHE`, else `$XDG_CACHE_HOME/specc/pjrt`, else
+    /// `~/.cache/specc/pjrt`.
+    #[default]
+    Default,
+    Dir(PathBuf),
+    Off,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PjrtOptions {
+    /// `--pjrt-plugin` (else `$SPECC_PJRT_PLUGIN`, else the `cpu` wheel).
+    pub plugin: Option<PluginChoice>,
+    pub cache: ExecutableCache,
+    /// Devices of the client (1 for a single-device artifact).
+    pub devices: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PjrtBackendError {
+    #[error(
+        "no PJRT plugin for {family}: install it with `pip install {package}` (into the active virtual environment, or `.venv-pjrt` in the current directory), or give --pjrt-plugin PATH or $SPECC_PJRT_PLUGIN; looked in: {}",
+        .tried.join(", ")
+    )]
+    NotFound { family: &'static str, package: &'static str, tried: Vec<String> },
+    #[error(transparent)]
+    Pjrt(#[from] PjrtError),
+    #[error("graph `{graph}`: {message}")]
+    Graph { graph: String, message: String },
+}
+
+impl From<PjrtError> for BackendError {
+    fn from(e: PjrtError) -> BackendError {
+        BackendError::Pjrt(Box::new(e.into()))
+    }
+}
+
+impl From<PjrtBackendError> for BackendError {
+    fn from(e: PjrtBackendError) -> BackendError {
+        BackendError::Pjrt(Box::new(e))
+    }
+}
+
+/// The wheel and the file inside it of each plugin family.
+fn family(choice: &PluginChoice) -> Option<(&'static str, &'static str, &'static str)> {
+    match choice {
+        PluginChoice::Cpu => Some(("cpu", "xla-cpu-pjrt==0.0.1", "xla_plugins/xla_cpu_pjrt/xla_cpu_pjrt.so")),
+        PluginChoice::Cuda => Some(("cuda", "jax-cuda12-pjrt==0.12.0.1", "jax_plugins/xla_cuda12/xla_cuda_plugin.so")),
+        PluginChoice::Path(_) => None,
+    }
+}
+
+/// The Python environments to look in: the active virtual or conda
+/// environment, the project's venvs in the current directory
+/// (`.venv-pjrt`, `.venv-ci`, `.venv`) and the user's `~/.local`.
+fn environment_roots() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    for var in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
+        if let Some(v) = std::env::var_os(var) {
+            roots.push(PathBuf::from(v));
+        }
+    }
+    for local in [".venv-pjrt", ".venv-ci", ".venv"] {
+        roots.push(PathBuf::from(local));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        roots.push(PathBuf::from(home).join(".local"));
+    }
+    roots
+}
+
+/// The `lib/python3*/site-packages` directories of each environment root.
+fn site_packages_of(roots: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for root in roots {
+        let Ok(entries) = std::fs::read_dir(root.join("lib")) else { continue };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("python3") {
+                dirs.push(e.path().join("site-packages"));
+            }
+        }
+    }
+    dirs
+}
+
+/// `python3`'s own site-packages directories (asked last: it costs a
+/// process start).
+fn python_site_packages() -> Vec<PathBuf> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import site; print('\\n'.join(site.getsitepackages() + [site.getusersitepackages()]))"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).lines().map(PathBuf::from).collect(),
+        _ => vec![],
+    }
+}
+
+/// Finds the plugin: `choice` (the flag), else `$SPECC_PJRT_PLUGIN`, else
+/// the `cpu` wheel; a family name is looked up in the Python environments.
+/// Returns the file and how it was found.
+pub fn find_plugin(choice: Option<&PluginChoice>) -> Result<(PathBuf, String), PjrtBackendError> {
+    find_plugin_in(choice, &[])
+}
+
+/// As [`find_plugin`], looking first in the Python environments rooted at
+/// `venvs` (tests name the project's .venv-ci this way).
+pub fn find_plugin_in(choice: Option<&PluginChoice>, venvs: &[PathBuf]) -> Result<(PathBuf, String), PjrtBackendError> {
+    let (choice, origin) = match choice {
+        Some(c) => (c.clone(), "--pjrt-plugin"),
+        None => match std::env::var("SPECC_PJRT_PLUGIN") {
+            Ok(v) if !v.is_empty() => (PluginChoice::parse(&v), "$SPECC_PJRT_PLUGIN"),
+            _ => (PluginChoice::Cpu, "the default (cpu)"),
+        },
+    };
+    let Some((name, package, file)) = family(&choice) else {
+        let PluginChoice::Path(p) = choice else { unreachable!("families are handled above") };
+        return Ok((p, format!("given by {origin}")));
+    };
+    let mut tried = Vec::new();
+    for dirs in [site_packages_of(venvs), site_packages_of(&environment_roots()), python_site_packages()] {
+        for d in dirs {
+            let candidate = d.join(file);
+            if candidate.is_file() {
+                return Ok((candidate, format!("the `{package}` wheel in {} ({origin})", d.display())));
+            }
+            tried.push(d.display().to_string());
+        }
+    }
+    Err(PjrtBackendError::NotFound { family: name, package, tried })
+}
+
+fn element_type(d: DType) -> c_int {
+    match d {
+        DType::Bool => sys::buffer_type::PRED,
+        DType::I32 => sys::buffer_type::S32,
+        DType::I64 => sys::buffer_type::S64,
+        DType::F32 => sys::buffer_type::F32,
+        DType::BF16 => sys::buffer_type::BF16,
+    }
+}
+
+fn dims(shape: &[usize]) -> Vec<i64> {
+    shape.iter().map(|&d| d as i64).collect()
+}
+
+fn zeros(dtype: DType, shape: &[usize]) -> Vec<u8> {
+    vec![0u8; dtype.size_bytes() * shape.iter().product::<usize>()]
+}
+
+/// What goes in each parameter slot of a graph.
+enum Slot {
+    /// Uploaded on each call.
+    Input { name: String, dtype: DType, shape: Vec<usize> },
+    /// A resident state buffer (a KV cache), donated to its aliased output.
+    State(String),
+    /// A resident weight of (model, name).
+    Weight(String, String),
+}
+
+/// Where each output goes.
+enum Out {
+    /// Back to the host.
+    Host { name: String, dtype: DType, shape: Vec<usize> },
+    /// Replaces the named state buffer.
+    State(String),
+}
+
+struct Loaded {
+    slots: Vec<Slot>,
+    outs: Vec<Out>,
+    donate: Vec<usize>,
+    exe: Executable,
+}
+
+/// Load and transfer counts, for reports and the contract test.
+#[derive(Clone, Debug, Default)]
+pub struct PjrtStats {
+    pub graphs: usize,
+    /// Graphs compiled by the plugin, and graphs loaded from the cache.
+    pub compiled: usize,
+    pub from_cache: usize,
+    pub load_seconds: f64,
+    pub weight_bytes: u64,
+    pub state_bytes: u64,
+    /// Bytes that crossed to and from the devices since load.
+    pub bytes_to_device: u64,
+    pub bytes_to_host: u64,
+    pub executions: u64,
+}
+
+pub struct Pjrt {
+    options: PjrtOptions,
+    // Drop order: executables and buffers before the client, the client
+    // before the plugin (each holds the plugin's Arc).
+    graphs: HashMap<String, Loaded>,
+    weights: HashMap<(String, String), Buffer>,
+    state: HashMap<String, Buffer>,
+    client: Option<Client>,
+    description: String,
+    stats: PjrtStats,
+}
+
+impl Pjrt {
+    pub fn new(options: PjrtOptions) -> Pjrt {
+        Pjrt {
+            options,
+            graphs: HashMap::new(),
+            weights: HashMap::new(),
+            state: HashMap::new(),
+            client: None,
+            description: String::new(),
+            stats: PjrtStats::default(),
+        }
+    }
+
+    /// The plugin, platform and how it was found (after `load`).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub fn stats(&self) -> &PjrtStats {
+        &self.stats
+    }
+
+    /// The device address of a state buffer (tests check that donation
+    /// updates the cache in place).
+    pub fn state_address(&self, name: &str) -> Option<usize> {
+        self.state.get(name).and_then(|b| b.address().ok())
+    }
+
+    /// A state buffer read back (for checking the loop against others).
+    pub fn state(&self, name: &str, dtype: DType, shape: &[usize]) -> Option<Literal> {
+        let bytes = self.state.get(name)?.download(dtype.size_bytes() * shape.iter().product::<usize>()).ok()?;
+        Literal::from_le_bytes(dtype, shape.to_vec(), &bytes).ok()
+    }
+
+    fn load_all(&mut self, artifact: &Artifact) -> Result<(), BackendError> {
+        let t0 = Instant::now();
+        let (path, how) = find_plugin(self.options.plugin.as_ref())?;
+        let plugin = Plugin::open(&path)?;
+        let devices = self.options.devices.max(1);
+        // The CPU plugin makes 4 devices unless told; other plugins refuse
+        // options they do not know.
+        let cpu = matches!(self.options.plugin, None | Some(PluginChoice::Cpu))
+            || path.file_name().is_some_and(|n| n.to_string_lossy().contains("cpu"));
+        let options: Vec<(&str, i64)> = if cpu { vec![("cpu_device_count", devices as i64)] } else { vec![] };
+        let client = Client::create(&plugin, &options)?;
+        if client.device_count() < devices {
+            return Err(PjrtError::Invalid(format!(
+                "the plugin offers {} device(s); {devices} are needed",
+                client.device_count()
+            ))
+            .into());
+        }
+        let (major, minor) = plugin.version();
+        self.description = format!(
+            "{} {} (PJRT C API {major}.{minor}), {} found as {how}",
+            client.platform(),
+            client.platform_version(),
+            path.display(),
+        );
+        let cache = CacheDir::new(&self.options.cache, &plugin, &client);
+        for entry in &artifact.manifest.graphs {
+            let hlo = artifact.read(&entry.hlo_pb)?;
+            let (exe, cached) = cache.load_or_compile(&client, entry, &hlo, devices)?;
+            if cached {
+                self.stats.from_cache += 1;
+            } else {
+                self.stats.compiled += 1;
+            }
+            check_outputs(entry, &exe)?;
+            let loaded = plan(entry, exe)?;
+            self.graphs.insert(entry.name.clone(), loaded);
+        }
+        self.stats.graphs = self.graphs.len();
+        // Each model's weights once, for every graph that reads them.
+        for m in &artifact.manifest.models {
+            let used: Vec<&TensorEntry> = artifact
+                .manifest
+                .graphs
+                .iter()
+                .flat_map(|g| g.parameters.iter().filter(|p| p.kind == "weight").map(move |p| (g, p)))
+                .filter(|(g, p)| p.model.as_deref().unwrap_or(&g.model) == m.name)
+                .map(|(_, p)| p)
+                .collect();
+            if used.is_empty() {
+                continue;
+            }
+            let store = artifact.weights(&m.name)?;
+            for p in used {
+                let key = (m.name.clone(), p.name.clone());
+                if self.weights.contains_key(&key) {
+                    continue;
+                }
+                let e = store.get(&p.name).ok_or_else(|| PjrtBackendError::Graph {
+                    graph: m.name.clone(),
+                    message: format!("no weight `{}` in model `{}`", p.name, m.name),
+                })?;
+                let bytes = e.bytes.read().map_err(|source| specc_artifact::ArtifactError::Io { path: p.name.clone(), source })?;
+                let shape = e.ty.shape.as_fixed().unwrap_or_default();
+                let b = client.upload(&bytes, element_type(e.ty.dtype), &dims(&shape), 0)?;
+                self.stats.weight_bytes += bytes.len() as u64;
+                self.weights.insert(key, b);
+            }
+        }
+        // State (KV caches), zeroed once.
+        for entry in &artifact.manifest.graphs {
+            for o in &entry.outputs {
+                let Some(p) = o.aliases_parameter else { continue };
+                let param = &entry.parameters[p];
+                if self.state.contains_key(&param.name) {
+                    continue;
+                }
+                let dtype = entry_dtype(entry, param)?;
+                let z = zeros(dtype, &param.shape);
+                self.stats.state_bytes += z.len() as u64;
+                let b = client.upload(&z, element_type(dtype), &dims(&param.shape), 0)?;
+                self.state.insert(param.name.clone(), b);
+            }
+        }
+        self.client = Some(client);
+        self.stats.load_seconds = t0.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
+
+fn entry_dtype(g: &GraphEntry, t: &TensorEntry) -> Result<DType, PjrtBackendError> {
+    DType::from_name(&t.dtype).ok_or_else(|| PjrtBackendError::Graph {
+        graph: g.name.clone(),
+        message: format!("tensor `{}` has unknown dtype `{}`", t.name, t.dtype),
+    })
+}
+
+/// The compiled program's outputs must be the manifest's, in order, with
+/// the same types: an artifact whose HLO and manifest disagree is refused
+/// at load, not run.
+fn check_outputs(entry: &GraphEntry, exe: &Executable) -> Result<(), PjrtBackendError> {
+    let specs = exe.outputs()?;
+    let bad = |message: String| PjrtBackendError::Graph {
+        graph: entry.name.clone(),
+        message: format!("its HLO does not match its manifest entry: {message} (recompile the artifact)"),
+    };
+    if specs.len() != entry.outputs.len() {
+        return Err(bad(format!("the program has {} outputs, the manifest {}", specs.len(), entry.outputs.len())));
+    }
+    for (s, o) in specs.iter().zip(&entry.outputs) {
+        let dtype = entry_dtype(entry, o)?;
+        if s.element_type != element_type(dtype) || s.dims != dims(&o.shape) {
+            return Err(bad(format!(
+                "output `{}` is {}{:?} in the manifest but element type {} with dims {:?} in the program",
+                o.name, o.dtype, o.shape, s.element_type, s.dims
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Where each parameter comes from and each output goes.
+fn plan(entry: &GraphEntry, exe: Executable) -> Result<Loaded, PjrtBackendError> {
+    let state_params: HashMap<usize, String> = entry
+        .outputs
+        .iter()
+        .filter_map(|o| o.aliases_parameter.map(|p| (p, entry.parameters[p].name.clone())))
+        .collect();
+    let mut slots = Vec::new();
+    let mut donate = Vec::new();
+    for (i, p) in entry.parameters.iter().enumerate() {
+        slots.push(if p.kind == "weight" {
+            Slot::Weight(p.model.clone().unwrap_or_else(|| entry.model.clone()), p.name.clone())
+        } else if let Some(name) = state_params.get(&i) {
+            donate.push(i);
+            Slot::State(name.clone())
+        } else {
+            Slot::Input { name: p.name.clone(), dtype: entry_dtype(entry, p)?, shape: p.shape.clone() }
+        });
+    }
+    let mut outs = Vec::new();
+    for o in &entry.outputs {
+        outs.push(match o.aliases_parameter {
+            Some(p) => Out::State(entry.parameters[p].name.clone()),
+            None => Out::Host { name: o.name.clone(), dtype: entry_dtype(entry, o)?, shape: o.shape.clone() },
+        });
+    }
+    Ok(Loaded { slots, outs, donate, exe })
+}
+
+/// The on-disk cache of compiled executables (when the plugin can
+/// serialize them): `<key>.pjrt` files, the key a SHA-256 of the HLO, the
+/// compile options and the plugin (its file, size and modification time,
+/// API version, platform and version), so a second run skips compiling.
+struct CacheDir {
+    dir: Option<PathBuf>,
+    plugin_key: String,
+}
+
+impl CacheDir {
+    fn new(setting: &ExecutableCache, plugin: &Plugin, client: &Client) -> CacheDir {
+        let dir = match setting {
+            ExecutableCache::Off => None,
+            ExecutableCache::Dir(d) => Some(d.clone()),
+            ExecutableCache::Default => std::env::var_os("SPECC_PJRT_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("specc/pjrt")))
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/specc/pjrt"))),
+        };
+        let meta = std::fs::metadata(plugin.path()).ok();
+        let plugin_key = format!(
+            "{} {:?} {:?} {:?} {} {}",
+            plugin.path().display(),
+            meta.as_ref().map(|m| m.len()),
+            meta.and_then(|m| m.modified().ok()),
+            plugin.version(),
+            client.platform(),
+            client.platform_version()
+        );
+        CacheDir { dir, plugin_key }
+    }
+
+    fn path(&self, hlo: &[u8], options: &[u8]) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        let key = specc_artifact::sha256_hex(
+            format!("{}\n{}\n{:?}", specc_artifact::sha256_hex(hlo), self.plugin_key, options).as_bytes(),
+        );
+        Some(dir.join(format!("{key}.pjrt")))
+    }
+
+    /// The executable from the cache, else compiled (and then stored).
+    /// Returns whether it came from the cache.
+    fn load_or_compile(
+        &self,
+        client: &Client,
+        entry: &GraphEntry,
+        hlo: &[u8],
+        replicas: usize,
+    ) -> Result<(Executable, bool), PjrtBackendError> {
+        let path = self.path(hlo, &compile_options(replicas));
+        if let Some(p) = &path
+            && let Ok(bytes) = std::fs::read(p)
+            && let Ok(exe) = client.deserialize(&bytes)
+        {
+            return Ok((exe, true));
+        }
+        let exe = client.compile(hlo, replicas).map_err(|e| PjrtBackendError::Graph {
+            graph: entry.name.clone(),
+            message: format!("the plugin could not compile its HLO: {e}"),
+        })?;
+        if let Some(p) = path {
+            // A cache that cannot be written costs the next run time, not
+            // this one its executable.
+            if let Ok(bytes) = exe.serialize()
+                && !bytes.is_empty()
+                && std::fs::create_dir_all(p.parent().unwrap_or(Path::new("."))).is_ok()
+            {
+                let tmp = p.with_extension(format!("tmp-{}", std::process::id()));
+                if std::fs::write(&tmp, &bytes).is_ok() {
+                    let _ = std::fs::rename(&tmp, &p);
+                }
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        Ok((exe, false))
+    }
+}
+
+impl Backend for Pjrt {
+    fn name(&self) -> &'static str {
+        "pjrt"
+    }
+
+    fn load(&mut self, artifact: &Artifact) -> Result<(), BackendError> {
+        let result = self.load_all(artifact);
+        if result.is_err() {
+            // Free what the failed load made now, in order, not at drop.
+            self.graphs.clear();
+            self.weights.clear();
+            self.state.clear();
+            self.client = None;
+        }
+        result
+    }
+
+    fn execute(&mut self, graph: &str, inputs: &[(&str, &Literal)]) -> Result<Vec<(String, Literal)>, BackendError> {
+        let Pjrt { graphs, weights, state, client, stats, .. } = self;
+        let g = graphs.get(graph).ok_or_else(|| BackendError::NoGraph(graph.into()))?;
+        let client = client.as_ref().ok_or_else(|| BackendError::NoGraph(graph.into()))?;
+        let err = |message: String| PjrtBackendError::Graph { graph: graph.into(), message };
+        // Per-call inputs first (owned here for the call), then the list.
+        let mut uploaded: Vec<Buffer> = Vec::new();
+        for s in &g.slots {
+            if let Slot::Input { name, dtype, shape } = s {
+                let lit = inputs
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, l)| *l)
+                    .ok_or_else(|| err(format!("missing input `{name}`")))?;
+                if lit.dtype() != *dtype || lit.shape != *shape {
+                    return Err(err(format!(
+                        "input `{name}` is {}, the graph takes {}{shape:?}",
+                        lit.ty(),
+                        dtype.name()
+                    ))
+                    .into());
+                }
+                let bytes = lit.to_le_bytes();
+                stats.bytes_to_device += bytes.len() as u64;
+                uploaded.push(client.upload(&bytes, element_type(*dtype), &dims(shape), 0)?);
+            }
+        }
+        let outputs = {
+            let mut next_input = uploaded.iter();
+            let mut args: Vec<&Buffer> = Vec::with_capacity(g.slots.len());
+            for s in &g.slots {
+                args.push(match s {
+                    Slot::Input { .. } => next_input.next().expect("one upload per input"),
+                    Slot::State(name) => state.get(name).ok_or_else(|| err(format!("no state `{name}`")))?,
+                    Slot::Weight(m, w) => weights
+                        .get(&(m.clone(), w.clone()))
+                        .ok_or_else(|| err(format!("no weight `{w}` of model `{m}`")))?,
+                });
+            }
+            g.exe.execute(&[args], &g.donate, g.outs.len())?
+        };
+        stats.executions += 1;
+        drop(uploaded);
+        let mut returned = Vec::new();
+        for (o, b) in g.outs.iter().zip(outputs.into_iter().next().unwrap_or_default()) {
+            match o {
+                // The donated cache's handle is now deleted; the output
+                // (its memory, updated in place) takes its place.
+                Out::State(name) => {
+                    state.insert(name.clone(), b);
+                }
+                Out::Host { name, dtype, shape } => {
+                    let bytes = b.download(dtype.size_bytes() * shape.iter().product::<usize>())?;
+                    stats.bytes_to_host += bytes.len() as u64;
+                    let lit = Literal::from_le_bytes(*dtype, shape.clone(), &bytes)
+                        .map_err(|e| err(format!("output `{name}`: {e}")))?;
+                    returned.push((name.clone(), lit));
+                }
+            }
+        }
+        Ok(returned)
+    }
+}
+
+/// The plugin for `--backend auto`, if one is installed: (path, how found).
+pub fn available(options: &PjrtOptions) -> Option<(PathBuf, String)> {
+    find_plugin(options.plugin.as_ref()).ok()
+}
