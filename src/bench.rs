@@ -85,6 +85,8 @@ pub struct DomainReport {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// What ran the graphs (backend, device or plugin).
+    pub backend: String,
     pub mode: String,
     pub max_new_tokens: usize,
     pub runs: usize,
@@ -287,6 +289,7 @@ pub fn measure<B: Backend>(
         });
     }
     Ok(Report {
+        backend: engine.backend_description(),
         mode: match cfg.mode {
             Mode::Draft => "draft model".into(),
             Mode::PromptLookup { .. } => "prompt lookup".into(),
@@ -318,8 +321,8 @@ impl Report {
         }
         writeln!(
             s,
-            "speculation by {}, {} new tokens per prompt, {} run(s)\n",
-            self.mode, self.max_new_tokens, self.runs
+            "speculation by {}, {} new tokens per prompt, {} run(s), on {}\n",
+            self.mode, self.max_new_tokens, self.runs, self.backend
         )
         .unwrap();
         writeln!(s, "graph costs: target step {:.2} ms", self.costs.target_decode_ms).unwrap();

@@ -296,9 +296,11 @@ enum Command {
 /// Where `run` and `bench` execute the graphs.
 #[derive(clap::Args, Debug)]
 struct DeviceArgs {
-    /// `reference` (the interpreter, anywhere) or `neuron` (the NEFFs on
-    /// a NeuronCore through libnrt; needs an artifact compiled by neuronx-cc).
-    #[arg(long, default_value = "reference")]
+    /// `auto` (neuron when libnrt loads and the artifact has NEFFs, else
+    /// pjrt when a plugin is installed, else reference), `reference` (the
+    /// interpreter, anywhere), `neuron` (the NEFFs on a NeuronCore through
+    /// libnrt) or `pjrt` (the HLO on an XLA PJRT plugin).
+    #[arg(long, default_value = "auto")]
     backend: String,
     /// With --backend neuron: the NeuronCore to run on.
     #[arg(long, default_value_t = 0)]
@@ -308,15 +310,38 @@ struct DeviceArgs {
     /// /opt/aws/neuron/lib/libnrt.so.1).
     #[arg(long)]
     libnrt: Option<PathBuf>,
+    /// With --backend pjrt: `cpu` (the xla-cpu-pjrt wheel), `cuda` (the
+    /// jax-cuda12-pjrt wheel) or a plugin's path (default:
+    /// $SPECC_PJRT_PLUGIN, else cpu). Wheels are found in the active Python
+    /// environment, ./.venv-pjrt, ./.venv-ci, ./.venv or ~/.local.
+    #[arg(long, value_name = "cpu|cuda|PATH")]
+    pjrt_plugin: Option<String>,
+    /// With --backend pjrt: where compiled executables are cached, or `off`
+    /// (default: $SPECC_PJRT_CACHE, else ~/.cache/specc/pjrt).
+    #[arg(long, value_name = "DIR|off")]
+    pjrt_cache: Option<String>,
 }
 
 impl DeviceArgs {
     fn device(self) -> Result<specc::commands::Device, String> {
         use specc::commands::Device;
+        use specc_exec::pjrt::{ExecutableCache, PluginChoice};
+        let neuron = specc_exec::NeuronOptions { library: self.libnrt, core: self.neuron_core };
+        let pjrt = specc_exec::PjrtOptions {
+            plugin: self.pjrt_plugin.as_deref().map(PluginChoice::parse),
+            cache: match self.pjrt_cache.as_deref() {
+                None => ExecutableCache::Default,
+                Some("off") => ExecutableCache::Off,
+                Some(dir) => ExecutableCache::Dir(dir.into()),
+            },
+            devices: 1,
+        };
         match self.backend.as_str() {
+            "auto" => Ok(Device::Auto { neuron, pjrt }),
             "reference" => Ok(Device::Reference),
-            "neuron" => Ok(Device::Neuron(specc_exec::NeuronOptions { library: self.libnrt, core: self.neuron_core })),
-            other => Err(format!("--backend {other}: use reference or neuron")),
+            "neuron" => Ok(Device::Neuron(neuron)),
+            "pjrt" => Ok(Device::Pjrt(pjrt)),
+            other => Err(format!("--backend {other}: use auto, reference, neuron or pjrt")),
         }
     }
 }

@@ -6,7 +6,7 @@
 use crate::bench::{BenchConfig, Domain, Report};
 use specc_artifact::Artifact;
 use specc_driver::text::Text;
-use specc_exec::{Backend, Engine, Mode, Neuron, Reference};
+use specc_exec::{Backend, Engine, Mode, Neuron, Pjrt, Reference};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -159,10 +159,16 @@ fn domains(o: &BenchOptions, text: Option<&Text>, max_prompt: usize) -> Result<V
 
 pub fn bench(dir: &Path, o: &BenchOptions) -> Result<String, BenchError> {
     let artifact = Artifact::open(dir)?;
-    match &o.device {
-        super::Device::Reference => bench_on(dir, &artifact, Engine::load(&artifact, Reference::default())?, o),
-        super::Device::Neuron(n) => bench_on(dir, &artifact, Engine::load(&artifact, Neuron::new(n.clone()))?, o),
-    }
+    let (device, why) = o.device.resolve(&artifact);
+    let out = match device {
+        super::Chosen::Reference => bench_on(dir, &artifact, Engine::load(&artifact, Reference::default())?, o),
+        super::Chosen::Neuron(n) => bench_on(dir, &artifact, Engine::load(&artifact, Neuron::new(n))?, o),
+        super::Chosen::Pjrt(p) => bench_on(dir, &artifact, Engine::load(&artifact, Pjrt::new(p))?, o),
+    }?;
+    // The table and the JSON name the backend; why it was chosen goes to
+    // the log, which people read and scripts do not parse.
+    eprintln!("backend chosen by {why}");
+    Ok(out)
 }
 
 fn bench_on<B: Backend>(

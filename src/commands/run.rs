@@ -2,9 +2,9 @@
 //! compiled artifact, streaming text (or ids, without a tokenizer) as it is
 //! accepted and ending with a summary (or one JSON object).
 
-use super::Device;
+use super::{Chosen, Device};
 use specc_artifact::Artifact;
-use specc_exec::{Backend, Engine, GenerateOptions, Generation, Mode, Neuron, Reference};
+use specc_exec::{Backend, Engine, GenerateOptions, Generation, Mode, Neuron, Pjrt, Reference};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -86,9 +86,11 @@ pub fn run(dir: &Path, o: &RunOptions) -> Result<String, RunError> {
             specc_artifact::ArtifactError::ShapeOnly { dir: dir.display().to_string(), model: model.into() }.into()
         );
     }
-    match &o.device {
-        Device::Reference => generate(dir, &artifact, Engine::load(&artifact, Reference::default())?, o),
-        Device::Neuron(n) => generate(dir, &artifact, Engine::load(&artifact, Neuron::new(n.clone()))?, o),
+    let (device, why) = o.device.resolve(&artifact);
+    match device {
+        Chosen::Reference => generate(dir, &artifact, Engine::load(&artifact, Reference::default())?, o, &why),
+        Chosen::Neuron(n) => generate(dir, &artifact, Engine::load(&artifact, Neuron::new(n))?, o, &why),
+        Chosen::Pjrt(p) => generate(dir, &artifact, Engine::load(&artifact, Pjrt::new(p))?, o, &why),
     }
 }
 
@@ -97,6 +99,7 @@ fn generate<B: Backend>(
     artifact: &Artifact,
     mut engine: Engine<B>,
     o: &RunOptions,
+    why: &str,
 ) -> Result<String, RunError> {
     let spec = engine.speculation().clone();
     let mode = match (o.no_speculation, o.prompt_lookup, spec.draft) {
@@ -153,6 +156,8 @@ fn generate<B: Backend>(
     if json {
         let m = &g.metrics;
         let v = serde_json::json!({
+            "backend": engine.backend_description(),
+            "backend_reason": why,
             "prompt_ids": prompt,
             "tokens": g.tokens,
             "text": text.as_ref().map(|t| t.decode(&g.tokens)),
@@ -170,5 +175,7 @@ fn generate<B: Backend>(
         });
         return Ok(format!("{}\n", serde_json::to_string_pretty(&v).expect("json")));
     }
-    Ok(summary(&g, &k_label, engine.backend_name()))
+    let mut s = summary(&g, &k_label, engine.backend_name());
+    writeln!(s, "backend: {} ({why})", engine.backend_description()).unwrap();
+    Ok(s)
 }

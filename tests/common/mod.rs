@@ -197,7 +197,7 @@ pub fn greedy_prompt(arch: &str) -> Vec<i64> {
 
 /// One step's inputs for a with-past export: `feed` new tokens after `pos`
 /// cached ones.
-fn step_inputs(feed: &[i64], pos: usize, past: &[(String, Literal)]) -> Vec<(String, Literal)> {
+pub fn step_inputs(feed: &[i64], pos: usize, past: &[(String, Literal)]) -> Vec<(String, Literal)> {
     let t = feed.len();
     let mut v = vec![
         ("input_ids".to_string(), Literal::new(vec![1, t], LiteralData::I64(feed.to_vec())).unwrap()),
@@ -211,7 +211,7 @@ fn step_inputs(feed: &[i64], pos: usize, past: &[(String, Literal)]) -> Vec<(Str
     v
 }
 
-fn empty_past(g: &specc_ir::Graph) -> Vec<(String, Literal)> {
+pub fn empty_past(g: &specc_ir::Graph) -> Vec<(String, Literal)> {
     g.params()
         .iter()
         .map(|&p| g.node(p))

@@ -31,9 +31,23 @@ pub trait Backend {
     /// A short name for reports (`reference`, `neuron`).
     fn name(&self) -> &'static str;
 
+    /// What runs the graphs, for the run summary (after `load`): the
+    /// library, device or plugin, and how it was found.
+    fn description(&self) -> String {
+        self.name().to_string()
+    }
+
     /// Uploads every model's weights once, loads every graph, allocates the
     /// state.
     fn load(&mut self, artifact: &Artifact) -> Result<(), BackendError>;
+
+    /// Makes `graphs` ready to run, before any timed call. A backend that
+    /// compiles lazily (PJRT) compiles them here, once; the others did all
+    /// of it at load. Unknown names are ignored (`execute` reports them).
+    fn prepare(&mut self, graphs: &[String]) -> Result<(), BackendError> {
+        let _ = graphs;
+        Ok(())
+    }
 
     /// Runs `graph` with the per-call `inputs` (by parameter name); returns
     /// the outputs that are not state, by name.

@@ -268,9 +268,49 @@ impl<B: Backend> Engine<B> {
         self.backend.name()
     }
 
+    pub fn backend_description(&self) -> String {
+        self.backend.description()
+    }
+
     /// The backend, for its own reports (load statistics, device state).
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// The seconds per call the adaptive policy has measured, by graph.
+    pub fn graph_costs(&self) -> &std::collections::HashMap<String, f64> {
+        &self.costs
+    }
+
+    /// Replaces the measured costs: the adaptive policy's choices then
+    /// depend on acceptance alone, so two engines given the same costs
+    /// choose the same K round by round (tests compare backends this way).
+    pub fn set_graph_costs(&mut self, costs: std::collections::HashMap<String, f64>) {
+        self.costs = costs;
+    }
+
+    /// Makes every graph of the artifact ready (see [`Backend::prepare`]).
+    pub fn prepare_all(&mut self) -> Result<(), ExecError> {
+        let all: Vec<String> = self.manifest.graphs.iter().map(|g| g.name.clone()).collect();
+        Ok(self.backend.prepare(&all)?)
+    }
+
+    /// The graphs a generation may call: its prefills, the plain step (near
+    /// the end of the cache, and between lookup matches) and the round of
+    /// every K it may use.
+    fn graphs_for(&self, bucket: usize, mode: Mode, ks: &[usize], sampling: bool) -> Vec<String> {
+        let suffix = if sampling { "_sample" } else { "" };
+        let mut v = vec![format!("target_prefill_{bucket}{suffix}"), format!("target_decode{suffix}")];
+        if mode == Mode::Draft {
+            v.push(format!("draft_prefill_{bucket}"));
+        }
+        let base = match mode {
+            Mode::Plain => return v,
+            Mode::Draft => "fused",
+            Mode::PromptLookup { .. } => "verify",
+        };
+        v.extend(ks.iter().map(|&k| format!("{}{suffix}", round_graph(base, k))));
+        v
     }
 
     /// Integer input `param` of `graph`, in the dtype the graph takes (s64,
@@ -376,6 +416,7 @@ impl<B: Backend> Engine<B> {
             .find(|g| g.name == graph)
             .cloned()
             .ok_or_else(|| ExecError::Backend(BackendError::NoGraph(graph.into())))?;
+        self.backend.prepare(&[graph.to_string()])?;
         let state: Vec<usize> = entry.outputs.iter().filter_map(|o| o.aliases_parameter).collect();
         let mut inputs: Vec<(String, Literal)> = Vec::new();
         for p in entry.parameters.iter().filter(|p| p.kind == "input" && !state.contains(&p.index)) {
@@ -448,6 +489,9 @@ impl<B: Backend> Engine<B> {
             _ => None,
         };
         let sampling = sampling.as_ref();
+        // Compiled before any clock starts (a lazily compiling backend).
+        let needed = self.graphs_for(bucket, o.mode, &ks, sampling.is_some());
+        self.backend.prepare(&needed)?;
         let mut m =
             Metrics { accepted_per_position: vec![0; k_max], prompt_tokens: prompt.len() as u64, ..Default::default() };
         let mut policy = if o.adaptive { Some(self.policy(&ks, o.mode, sampling)?) } else { None };

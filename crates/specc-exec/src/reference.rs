@@ -56,6 +56,10 @@ impl<B: burn_backend::Backend> Backend for Reference<B> {
         "reference"
     }
 
+    fn description(&self) -> String {
+        "reference: specc's interpreter (burn) on the CPU".into()
+    }
+
     fn load(&mut self, artifact: &Artifact) -> Result<(), BackendError> {
         // Each model's weights once, shared by all its graphs.
         let mut weights: HashMap<(String, String), Value<B>> = HashMap::new();

@@ -106,6 +106,11 @@ impl Neuron {
         Neuron { options, graphs: HashMap::new(), weights: HashMap::new(), state: HashMap::new(), runtime: None }
     }
 
+    /// The libnrt `--backend auto` would open, if the loader finds one.
+    pub fn find_library(options: &NeuronOptions) -> Option<PathBuf> {
+        nrt::find(options.library.as_deref())
+    }
+
     /// The libnrt this backend opened (after `load`).
     pub fn library(&self) -> Option<&str> {
         self.runtime.as_deref().map(Runtime::path)
@@ -311,6 +316,13 @@ impl Neuron {
 impl Backend for Neuron {
     fn name(&self) -> &'static str {
         "neuron"
+    }
+
+    fn description(&self) -> String {
+        match self.library() {
+            Some(l) => format!("neuron: NeuronCore {} through {l}", self.options.core),
+            None => "neuron".into(),
+        }
     }
 
     fn load(&mut self, artifact: &Artifact) -> Result<(), BackendError> {

@@ -165,6 +165,15 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     vec![PathBuf::from("libnrt.so.1"), PathBuf::from("/opt/aws/neuron/lib/libnrt.so.1")]
 }
 
+/// The first of [`candidates`] that the loader can open, without
+/// initializing the runtime (for `--backend auto`).
+pub fn find(explicit: Option<&Path>) -> Option<PathBuf> {
+    candidates(explicit).into_iter().find(|p| {
+        // SAFETY: as in `Runtime::open`; the library is closed again at once.
+        unsafe { Library::new(p.as_os_str()) }.is_ok()
+    })
+}
+
 /// An initialized runtime: the library, its functions, and `nrt_init` done.
 /// Dropping it calls `nrt_close` (after every handle, which hold an `Arc`).
 pub struct Runtime {

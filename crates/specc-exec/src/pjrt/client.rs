@@ -22,6 +22,11 @@ pub enum PjrtError {
     )]
     TooOld { path: String, major: i32, minor: i32 },
     #[error(
+        "the PJRT plugin {path} implements PJRT C API {major}.{minor}, another major version than the 0.x specc speaks (its function table and structs may differ); use a plugin of API 0.{min} or newer within 0.x",
+        min = sys::MIN_MINOR
+    )]
+    OtherMajor { path: String, major: i32, minor: i32 },
+    #[error(
         "the PJRT plugin {path} has a function table of {size} bytes, too short for the functions specc calls ({need} bytes)"
     )]
     ShortTable { path: String, size: usize, need: usize },
@@ -31,13 +36,17 @@ pub enum PjrtError {
     Invalid(String),
 }
 
-/// An opened plugin: the library (kept loaded) and its function table.
+/// An opened plugin: its function table. The library stays loaded for the
+/// rest of the process (see [`Plugin::open`]).
 pub struct Plugin {
     api: *const sys::PJRT_Api,
     path: PathBuf,
     version: (i32, i32),
-    _lib: Library,
 }
+
+/// Plugins opened so far, by canonical path: each is opened and initialized
+/// once per process, however many clients use it.
+static OPENED: std::sync::Mutex<Vec<(PathBuf, Arc<Plugin>)>> = std::sync::Mutex::new(Vec::new());
 
 // SAFETY: the function table is immutable static data of the plugin, and
 // PJRT's C API is thread-safe for the functions specc calls.
@@ -46,17 +55,42 @@ unsafe impl Sync for Plugin {}
 
 impl Plugin {
     /// Opens the plugin at `path`, checks its API version and table size,
-    /// and initializes it.
+    /// and initializes it; a plugin already open is shared.
+    ///
+    /// A library, once loaded, is never unloaded: XLA's plugins register
+    /// process-exit handlers and thread-local destructors, and a `dlclose`
+    /// leaves them pointing at unmapped code (measured: a segfault at exit).
     pub fn open(path: &Path) -> Result<Arc<Plugin>, PjrtError> {
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, p)) = opened.iter().find(|(k, _)| *k == key) {
+            return Ok(p.clone());
+        }
+        let plugin = Plugin::load(path)?;
+        opened.push((key, plugin.clone()));
+        Ok(plugin)
+    }
+
+    fn load(path: &Path) -> Result<Arc<Plugin>, PjrtError> {
         let shown = path.display().to_string();
+        // XLA logs informational lines to stderr ("cpu_device_count set via
+        // create_options") that read as noise in specc's output; its own
+        // switch keeps warnings and errors. A value the user set is kept.
+        if std::env::var_os("TF_CPP_MIN_LOG_LEVEL").is_none() {
+            // SAFETY: set before the plugin is loaded, so none of its threads
+            // exist yet to read the environment; Rust's own readers lock.
+            unsafe { std::env::set_var("TF_CPP_MIN_LOG_LEVEL", "1") };
+        }
         // SAFETY: loading a shared library runs its initializers; PJRT
         // plugins are ordinary C++ libraries.
         let lib = unsafe { Library::new(path.as_os_str()) }
-            .map_err(|e| PjrtError::Open { path: shown.clone(), detail: format!("{e:?}") })?;
+            .map_err(|e| PjrtError::Open { path: shown.clone(), detail: dl_detail(&e) })?;
+        // Kept loaded whatever happens next (see `open`).
+        let lib = std::mem::ManuallyDrop::new(lib);
         type GetApi = unsafe extern "C" fn() -> *const sys::PJRT_Api;
         // SAFETY: `GetPjrtApi` is the plugin's documented entry point.
         let get: GetApi = *unsafe { lib.get::<GetApi>(b"GetPjrtApi\0") }
-            .map_err(|e| PjrtError::NotAPlugin { path: shown.clone(), detail: format!("{e:?}") })?;
+            .map_err(|e| PjrtError::NotAPlugin { path: shown.clone(), detail: dl_detail(&e) })?;
         // SAFETY: returns a pointer to the plugin's static function table.
         let api = unsafe { get() };
         if api.is_null() {
@@ -66,14 +100,17 @@ impl Plugin {
         let (size, major, minor) = unsafe {
             ((*api).struct_size, (*api).pjrt_api_version.major_version, (*api).pjrt_api_version.minor_version)
         };
-        if major != 0 || minor < sys::MIN_MINOR {
+        if major != 0 {
+            return Err(PjrtError::OtherMajor { path: shown, major, minor });
+        }
+        if minor < sys::MIN_MINOR {
             return Err(PjrtError::TooOld { path: shown, major, minor });
         }
         let need = sys::FN_TABLE_OFFSET + (slot::LAST + 1) * std::mem::size_of::<usize>();
         if size < need {
             return Err(PjrtError::ShortTable { path: shown, size, need });
         }
-        let plugin = Plugin { api, path: path.to_path_buf(), version: (major, minor), _lib: lib };
+        let plugin = Plugin { api, path: path.to_path_buf(), version: (major, minor) };
         let mut args = sys::PJRT_Plugin_Initialize_Args::new();
         plugin.call("PJRT_Plugin_Initialize", slot::PLUGIN_INITIALIZE, &mut args)?;
         Ok(Arc::new(plugin))
@@ -180,6 +217,15 @@ pub struct Client {
     raw: *mut sys::PJRT_Client,
     devices: Vec<*mut sys::PJRT_Device>,
 }
+
+// SAFETY: PJRT clients, executables and buffers are thread-safe objects
+// (frameworks compile and execute on one client from many threads); specc
+// compiles graphs on several threads and destroys each handle once.
+unsafe impl Send for Client {}
+unsafe impl Sync for Client {}
+unsafe impl Send for Executable {}
+unsafe impl Sync for Executable {}
+unsafe impl Send for Buffer {}
 
 impl Client {
     /// Creates a client; `int_options` are the plugin's create options
@@ -416,7 +462,10 @@ pub struct OutputSpec {
 
 impl Executable {
     /// Its (unloaded) executable, for queries; destroyed when dropped.
-    fn with_executable<T>(&self, f: impl FnOnce(*mut sys::PJRT_Executable) -> Result<T, PjrtError>) -> Result<T, PjrtError> {
+    fn with_executable<T>(
+        &self,
+        f: impl FnOnce(*mut sys::PJRT_Executable) -> Result<T, PjrtError>,
+    ) -> Result<T, PjrtError> {
         struct Unloaded<'a>(&'a Plugin, *mut sys::PJRT_Executable);
         impl Drop for Unloaded<'_> {
             fn drop(&mut self) {
@@ -484,8 +533,7 @@ impl Executable {
                 vec![]
             } else {
                 // SAFETY: `serialized_bytes_size` bytes, alive until the deleter runs.
-                unsafe { std::slice::from_raw_parts(a.serialized_bytes as *const u8, a.serialized_bytes_size) }
-                    .to_vec()
+                unsafe { std::slice::from_raw_parts(a.serialized_bytes as *const u8, a.serialized_bytes_size) }.to_vec()
             };
             if let Some(deleter) = a.serialized_executable_deleter {
                 // SAFETY: frees what Serialize allocated, once.
@@ -499,13 +547,17 @@ impl Executable {
     /// arguments, in parameter order). The parameters in `donate` give their
     /// buffers to aliased outputs (the buffer handles then report deleted);
     /// every other parameter is kept. Returns each device's outputs.
-    pub fn execute(&self, args: &[Vec<&Buffer>], donate: &[usize], outputs: usize) -> Result<Vec<Vec<Buffer>>, PjrtError> {
+    pub fn execute(
+        &self,
+        args: &[Vec<&Buffer>],
+        donate: &[usize],
+        outputs: usize,
+    ) -> Result<Vec<Vec<Buffer>>, PjrtError> {
         let n_args = args.first().map(Vec::len).unwrap_or(0);
         if args.iter().any(|a| a.len() != n_args) {
             return Err(PjrtError::Invalid("every device needs the same number of arguments".into()));
         }
-        let lists: Vec<Vec<*mut sys::PJRT_Buffer>> =
-            args.iter().map(|a| a.iter().map(|b| b.raw).collect()).collect();
+        let lists: Vec<Vec<*mut sys::PJRT_Buffer>> = args.iter().map(|a| a.iter().map(|b| b.raw).collect()).collect();
         let list_ptrs: Vec<*const *mut sys::PJRT_Buffer> = lists.iter().map(|l| l.as_ptr()).collect();
         let keep: Vec<i64> = (0..n_args).filter(|i| !donate.contains(i)).map(|i| i as i64).collect();
         let mut out_raw: Vec<Vec<*mut sys::PJRT_Buffer>> = vec![vec![std::ptr::null_mut(); outputs]; args.len()];
@@ -526,7 +578,9 @@ impl Executable {
         // Own whatever came back before looking at errors, so nothing leaks.
         let owned: Vec<Vec<Buffer>> = out_raw
             .into_iter()
-            .map(|l| l.into_iter().filter(|b| !b.is_null()).map(|raw| Buffer { plugin: self.plugin.clone(), raw }).collect())
+            .map(|l| {
+                l.into_iter().filter(|b| !b.is_null()).map(|raw| Buffer { plugin: self.plugin.clone(), raw }).collect()
+            })
             .collect();
         let waited: Vec<Result<(), PjrtError>> =
             events.into_iter().map(|e| Event::adopt(&self.plugin, e).wait("PJRT_LoadedExecutable_Execute")).collect();
@@ -558,5 +612,14 @@ mod tests {
         assert_eq!(super::compile_options(2), [0x1a, 0x04, 0x20, 0x02, 0x28, 0x01]);
         assert_eq!(super::compile_options(0), super::compile_options(1));
         assert_eq!(super::compile_options(300), [0x1a, 0x05, 0x20, 0xac, 0x02, 0x28, 0x01]);
+    }
+}
+
+/// The loader's own message (dlerror's text); libloading's Display of a
+/// dlopen error says only that it failed.
+fn dl_detail(e: &libloading::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(inner) => inner.to_string(),
+        None => e.to_string(),
     }
 }
