@@ -27,13 +27,23 @@ fn python() -> PathBuf {
     venv
 }
 
+/// How close XLA must come: `atol + rtol * |expected|` per element, or a
+/// fraction of the largest expected magnitude (for bf16, whose rounding
+/// flips move single elements by a bf16 ulp of their inputs, not of
+/// themselves).
+#[derive(Clone, Copy)]
+enum Tol {
+    Both(f64),
+    OfScale(f64),
+}
+
 /// Writes one case directory; the interpreter's outputs are the expectation.
 fn write_case(
     dir: &Path,
     g: &Graph,
     weights: &WeightStore,
     inputs: &[Literal],
-    atol: f64,
+    tol: Tol,
     aliases: &[specc_hlo::Alias],
 ) -> Result<(), String> {
     let module = specc_hlo::lower(g, aliases).map_err(|e| e.to_string())?;
@@ -55,7 +65,14 @@ fn write_case(
     std::fs::write(dir.join("module.hlo.pb"), specc_hlo::to_proto_bytes(&module)).unwrap();
     specc::tensor_io::write(&dir.join("inputs.safetensors"), &params).map_err(|e| e.to_string())?;
     specc::tensor_io::write(&dir.join("expected.safetensors"), &expected).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("case.json"), format!("{{\"atol\": {atol:e}, \"rtol\": {atol:e}}}")).unwrap();
+    let (atol, rtol) = match tol {
+        Tol::Both(t) => (t, t),
+        Tol::OfScale(f) => {
+            let scale = expected.iter().flat_map(|(_, l)| l.to_f64_vec()).map(f64::abs).fold(0.0, f64::max);
+            (f * scale, 0.0)
+        }
+    };
+    std::fs::write(dir.join("case.json"), format!("{{\"atol\": {atol:e}, \"rtol\": {rtol:e}}}")).unwrap();
     Ok(())
 }
 
@@ -75,14 +92,23 @@ fn fixture_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>
                 .collect();
             let name = format!("fixture_{arch}_{case}");
             let r = specialize_for(&m, &inputs)
-                .and_then(|g| write_case(&root.join(&name), &g, &m.weights, &inputs, 1e-4, &[]));
+                .and_then(|g| write_case(&root.join(&name), &g, &m.weights, &inputs, Tol::Both(1e-4), &[]));
             prepared.insert(name, r);
             // bf16 weights and weight matmuls; XLA rounds like the interpreter,
-            // up to f32 accumulation order, hence a bf16-level tolerance.
+            // up to f32 accumulation order, hence a bf16-level tolerance: an
+            // order difference can flip one activation's bf16 rounding (one
+            // ulp, 0.4%) and carry through the layers (specc_interp's `dot`
+            // note). Which order XLA's and burn's kernels take depends on the
+            // host's vector ISA: on an AVX-512 host single logits of the llama
+            // fixture differ by up to 0.015 (a 10% change of a -0.16 logit;
+            // the largest is 6.6), where an AVX2 host stayed under 1e-3. So
+            // the bound is 1% of the largest output magnitude; it still fails
+            // a broken bf16 path: bf16 drifts from f32 by 0.2 (3%) on the
+            // same case (tests/bf16.rs).
             let name = format!("fixture_{arch}_{case}_bf16");
             let r = specialize_for(&m, &inputs).and_then(|g| {
                 let (g, w) = specc_opt::to_bf16(&g, &m.weights).map_err(|e| e.to_string())?;
-                write_case(&root.join(&name), &g, &w, &inputs, 1e-3, &[])
+                write_case(&root.join(&name), &g, &w, &inputs, Tol::OfScale(1e-2), &[])
             });
             prepared.insert(name, r);
             // The Neuron profile: s64 narrowed to s32, checked by the trn1 rules.
@@ -92,7 +118,7 @@ fn fixture_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>
                 let module = specc_hlo::lower(&g, &[]).map_err(|e| e.to_string())?;
                 specc_hlo::check(&module, specc_hlo::Target::Trn1).map_err(|v| format!("{v:?}"))?;
                 let narrowed: Vec<Literal> = inputs.iter().map(narrow_literal).collect();
-                write_case(&root.join(&name), &g, &m.weights, &narrowed, 1e-4, &[])
+                write_case(&root.join(&name), &g, &m.weights, &narrowed, Tol::Both(1e-4), &[])
             });
             prepared.insert(name, r);
         }
@@ -128,7 +154,7 @@ fn alias_case(root: &Path, prepared: &mut BTreeMap<String, Result<(), String>>) 
         Literal::scalar_i32(3),
     ];
     let aliases = [specc_hlo::Alias { output: 0, param: 0 }];
-    let r = write_case(&root.join("alias_state_update"), &g, &WeightStore::new(), &inputs, 0.0, &aliases);
+    let r = write_case(&root.join("alias_state_update"), &g, &WeightStore::new(), &inputs, Tol::Both(0.0), &aliases);
     prepared.insert("alias_state_update".into(), r);
 }
 
@@ -143,7 +169,7 @@ fn conformance_cases(root: &Path, prepared: &mut BTreeMap<String, Result<(), Str
             let m = specc_onnx::import_file(&dir.join("model.onnx")).map_err(|e| e.to_string())?;
             let inputs = numbered_pbs(&dir.join("test_data_set_0"), "input_")?;
             let g = specialize_for(&m, &inputs)?;
-            write_case(&root.join(format!("onnx_{name}")), &g, &m.weights, &inputs, 1e-5, &[])
+            write_case(&root.join(format!("onnx_{name}")), &g, &m.weights, &inputs, Tol::Both(1e-5), &[])
         })();
         prepared.insert(format!("onnx_{name}"), r);
     }
