@@ -46,7 +46,8 @@ if [[ $what == all || $what == pair ]]; then
     A=.cache/bench-out/pair
     $specc compile graphs/pair/target/with_past/model.onnx --draft graphs/pair/draft/with_past/model.onnx \
         --max-seq-len 512 -k 1-8 --prompt-buckets 128,256 --target xla -o $A
-    head -3 graphs/prompts/json.jsonl > $R/pair-prompts.jsonl
+    # Three JSON prompts that fit the 256-token bucket (123, 189, 201 tokens).
+    sed -n '1p;3p;4p' graphs/prompts/json.jsonl > $R/pair-prompts.jsonl
     bench_model pair $A graphs/pair/target graphs/pair/draft $R/pair-prompts.jsonl 64
 fi
 
