@@ -417,3 +417,55 @@ fn presents(out: Vec<(String, Literal)>) -> Vec<(String, Literal)> {
         .map(|(n, l)| (n.replacen("present.", "past_key_values.", 1), l))
         .collect()
 }
+
+/// One executable on two devices of one client at once, each with its own
+/// buffers (how tensor-parallel ranks run): every device computes its own
+/// inputs' result, as the interpreter does.
+#[test]
+fn one_executable_runs_on_two_devices_with_per_device_buffers() {
+    use specc_ir::{GraphBuilder, LiteralData, Op, TensorType};
+    let plugin = Plugin::open(&plugin()).unwrap();
+    let cpu = plugin.path().file_name().is_some_and(|n| n.to_string_lossy().contains("cpu"));
+    let client = Client::create(&plugin, if cpu { &[("cpu_device_count", 2)] } else { &[] }).unwrap();
+    assert!(client.device_count() >= 2, "the plugin offers {} device(s)", client.device_count());
+    let mut b = GraphBuilder::new("two_devices");
+    let x = b.parameter("x", TensorType::fixed(DType::F32, &[2, 3])).unwrap();
+    let w = b.parameter("w", TensorType::fixed(DType::F32, &[3, 2])).unwrap();
+    let d = specc_ir::DotDims { lhs_batch: vec![], rhs_batch: vec![], lhs_contract: vec![1], rhs_contract: vec![0] };
+    let y = b.add("y", Op::Dot { dims: d }, &[x, w]).unwrap();
+    b.output("y", y).unwrap();
+    let g = b.finish().unwrap();
+    let exe = client.compile(&specc_hlo::to_proto_bytes(&specc_hlo::lower(&g, &[]).unwrap()), 2).unwrap();
+    let lit = |v: Vec<f32>, s: &[usize]| Literal::new(s.to_vec(), LiteralData::F32(v)).unwrap();
+    let per_device = [
+        (lit((0..6).map(|v| v as f32).collect(), &[2, 3]), lit(vec![1., 0., 0., 1., 1., 1.], &[3, 2])),
+        (lit((0..6).map(|v| -(v as f32)).collect(), &[2, 3]), lit(vec![2., 1., 0., 3., 1., 0.], &[3, 2])),
+    ];
+    let buffers: Vec<Vec<specc_exec::pjrt::Buffer>> = per_device
+        .iter()
+        .enumerate()
+        .map(|(dev, (x, w))| {
+            [x, w]
+                .iter()
+                .map(|l| {
+                    let dims: Vec<i64> = l.shape.iter().map(|&d| d as i64).collect();
+                    client.upload(&l.to_le_bytes(), element_type(DType::F32), &dims, dev).unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    let args: Vec<Vec<&specc_exec::pjrt::Buffer>> = buffers.iter().map(|b| b.iter().collect()).collect();
+    let outs = exe.execute(&args, &[], 1).unwrap();
+    assert_eq!(outs.len(), 2);
+    for (dev, ((x, w), out)) in per_device.iter().zip(&outs).enumerate() {
+        let got = Literal::from_le_bytes(DType::F32, vec![2, 2], &out[0].download(16).unwrap()).unwrap();
+        let s = specc_interp::Session::<specc_interp::Cpu>::new(
+            g.clone(),
+            &specc_ir::WeightStore::new(),
+            specc_interp::cpu_device(),
+        )
+        .unwrap();
+        let want = s.run_named(&[("x", x), ("w", w)]).unwrap();
+        assert_eq!(got.to_f64_vec(), want[0].1.to_f64_vec(), "device {dev}");
+    }
+}
