@@ -469,3 +469,100 @@ fn one_executable_runs_on_two_devices_with_per_device_buffers() {
         assert_eq!(got.to_f64_vec(), want[0].1.to_f64_vec(), "device {dev}");
     }
 }
+
+/// A row-parallel matrix product (each rank multiplies its slice of the
+/// input features and the partial sums are all-reduced), the collective of
+/// tensor parallelism: on 2 and 4 XLA CPU devices running one executable,
+/// every device gets the unsharded product, and the interpreter's simulated
+/// ranks get the same.
+#[test]
+fn an_all_reduce_sums_over_every_device_like_the_interpreters_ranks() {
+    use specc_ir::{GraphBuilder, LiteralData, Op, TensorType};
+    let plugin = Plugin::open(&plugin()).unwrap();
+    let cpu = plugin.path().file_name().is_some_and(|n| n.to_string_lossy().contains("cpu"));
+    let (rows, features, out) = (3usize, 8usize, 5usize);
+    let lit = |v: Vec<f32>, s: &[usize]| Literal::new(s.to_vec(), LiteralData::F32(v)).unwrap();
+    let x: Vec<f32> = (0..rows * features).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
+    let w: Vec<f32> = (0..features * out).map(|i| ((i * 5 % 13) as f32 - 6.0) / 8.0).collect();
+    let mut whole = vec![0f64; rows * out];
+    for r in 0..rows {
+        for o in 0..out {
+            whole[r * out + o] = (0..features).map(|f| x[r * features + f] as f64 * w[f * out + o] as f64).sum();
+        }
+    }
+    for ranks in [2usize, 4] {
+        let part = features / ranks;
+        let mut b = GraphBuilder::new("row_parallel");
+        let xs = b.parameter("x", TensorType::fixed(DType::F32, &[rows, part])).unwrap();
+        let ws = b.parameter("w", TensorType::fixed(DType::F32, &[part, out])).unwrap();
+        let d =
+            specc_ir::DotDims { lhs_batch: vec![], rhs_batch: vec![], lhs_contract: vec![1], rhs_contract: vec![0] };
+        let partial = b.add("partial", Op::Dot { dims: d }, &[xs, ws]).unwrap();
+        let sum = b.add("sum", Op::AllReduce { ranks }, &[partial]).unwrap();
+        b.output("y", sum).unwrap();
+        let g = b.finish().unwrap();
+        // Rank r's slices: columns r*part.. of x, rows r*part.. of w.
+        let shards: Vec<(Literal, Literal)> = (0..ranks)
+            .map(|r| {
+                let xr = (0..rows).flat_map(|i| x[i * features + r * part..i * features + (r + 1) * part].to_vec());
+                (lit(xr.collect(), &[rows, part]), lit(w[r * part * out..(r + 1) * part * out].to_vec(), &[part, out]))
+            })
+            .collect();
+        let module = specc_hlo::lower(&g, &[]).unwrap();
+        assert!(specc_hlo::to_text(&module).contains(&format!(
+            "replica_groups={{{{{}}}}}",
+            (0..ranks).map(|r| r.to_string()).collect::<Vec<_>>().join(",")
+        )));
+        specc_hlo::check(&module, Target::Trn1).unwrap();
+        let create: Vec<(&str, i64)> = if cpu { vec![("cpu_device_count", ranks as i64)] } else { vec![] };
+        let client = Client::create(&plugin, &create).unwrap();
+        let exe = client.compile(&specc_hlo::to_proto_bytes(&module), ranks).unwrap();
+        let buffers: Vec<Vec<specc_exec::pjrt::Buffer>> = shards
+            .iter()
+            .enumerate()
+            .map(|(dev, (xr, wr))| {
+                [xr, wr]
+                    .iter()
+                    .map(|l| {
+                        let dims: Vec<i64> = l.shape.iter().map(|&d| d as i64).collect();
+                        client.upload(&l.to_le_bytes(), element_type(DType::F32), &dims, dev).unwrap()
+                    })
+                    .collect()
+            })
+            .collect();
+        let args: Vec<Vec<&specc_exec::pjrt::Buffer>> = buffers.iter().map(|b| b.iter().collect()).collect();
+        let outs = exe.execute(&args, &[], 1).unwrap();
+        // The interpreter: one session per rank, each on its own thread.
+        let group = std::sync::Arc::new(specc_interp::RankGroup::new(ranks));
+        let simulated: Vec<Vec<f64>> = std::thread::scope(|s| {
+            let handles: Vec<_> = shards
+                .iter()
+                .enumerate()
+                .map(|(r, (xr, wr))| {
+                    let (g, group) = (g.clone(), group.clone());
+                    s.spawn(move || {
+                        let sess = specc_interp::Session::<specc_interp::Cpu>::new(
+                            g,
+                            &specc_ir::WeightStore::new(),
+                            specc_interp::cpu_device(),
+                        )
+                        .unwrap()
+                        .as_rank(group, r);
+                        sess.run_named(&[("x", xr), ("w", wr)]).unwrap()[0].1.to_f64_vec()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (dev, out) in outs.iter().enumerate() {
+            let got = Literal::from_le_bytes(DType::F32, vec![rows, 5], &out[0].download(rows * 5 * 4).unwrap())
+                .unwrap()
+                .to_f64_vec();
+            for (i, (a, b)) in got.iter().zip(&whole).enumerate() {
+                assert!((a - b).abs() < 1e-4, "{ranks} ranks, device {dev}, element {i}: {a} vs unsharded {b}");
+            }
+            assert_eq!(got, simulated[dev], "{ranks} ranks, device {dev}: XLA vs the interpreter's ranks");
+        }
+        eprintln!("all-reduce over {ranks} XLA CPU devices = the unsharded product = the interpreter's {ranks} ranks");
+    }
+}

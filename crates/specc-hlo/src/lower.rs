@@ -197,6 +197,10 @@ impl<'g> Lowering<'g> {
                 let init = self.reduce_init(*op, elem, origin);
                 self.push(HOp::Reduce { dims: axes.clone(), to_apply: comp }, out, vec![ops[0], init], origin)
             }
+            Op::AllReduce { ranks } => {
+                let comp = self.reducer(ReduceOp::Sum, self.elem(ops[0]));
+                self.push(HOp::AllReduce { groups: vec![(0..*ranks).collect()], to_apply: comp }, out, ops, origin)
+            }
             Op::Broadcast { dims, .. } => self.broadcast_to(ops[0], &out_dims, dims, origin),
             Op::Reshape { .. } => self.push(HOp::Plain("reshape"), out, ops, origin),
             Op::Transpose { perm } => self.push(HOp::Transpose(perm.clone()), out, ops, origin),

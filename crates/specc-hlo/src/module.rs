@@ -80,6 +80,12 @@ pub enum HOp {
         dims: Vec<usize>,
         to_apply: usize,
     },
+    /// `all-reduce(x)` within each replica group, combining with
+    /// computation `to_apply` (no channel id: one program for every rank).
+    AllReduce {
+        groups: Vec<Vec<usize>>,
+        to_apply: usize,
+    },
     Broadcast(Vec<usize>),
     Transpose(Vec<usize>),
     Reverse(Vec<usize>),
@@ -117,6 +123,7 @@ impl HOp {
             HOp::Compare(_) => "compare",
             HOp::Dot(_) => "dot",
             HOp::Reduce { .. } => "reduce",
+            HOp::AllReduce { .. } => "all-reduce",
             HOp::Broadcast(_) => "broadcast",
             HOp::Transpose(_) => "transpose",
             HOp::Reverse(_) => "reverse",

@@ -92,6 +92,10 @@ fn attrs(op: &HOp, m: &Module) -> String {
         HOp::Reduce { dims, to_apply } => {
             format!(", dimensions={}, to_apply=%{}", list(dims), m.computations[*to_apply].name)
         }
+        HOp::AllReduce { groups, to_apply } => {
+            let groups: Vec<String> = groups.iter().map(|g| list(g)).collect();
+            format!(", replica_groups={{{}}}, to_apply=%{}", groups.join(","), m.computations[*to_apply].name)
+        }
         HOp::Broadcast(d) | HOp::Transpose(d) | HOp::Reverse(d) => format!(", dimensions={}", list(d)),
         HOp::Slice(s) => {
             let parts: Vec<String> = s.iter().map(|(a, b, c)| format!("[{a}:{b}:{c}]")).collect();
@@ -231,6 +235,10 @@ fn instr_proto(c: &Computation, ins: &Instr, id: i64, first_id: i64, comp_ids: &
         }
         HOp::Reduce { dims, to_apply } => {
             p.dimensions = to_i64(dims);
+            p.called_computation_ids = vec![comp_ids[*to_apply]];
+        }
+        HOp::AllReduce { groups, to_apply } => {
+            p.replica_groups = groups.iter().map(|g| pb::ReplicaGroup { replica_ids: to_i64(g) }).collect();
             p.called_computation_ids = vec![comp_ids[*to_apply]];
         }
         HOp::Broadcast(d) | HOp::Transpose(d) | HOp::Reverse(d) => p.dimensions = to_i64(d),

@@ -162,8 +162,17 @@ pub struct HloInstructionProto {
     pub called_computation_ids: Vec<i64>,
     #[prost(bytes = "vec", tag = "43")]
     pub backend_config: Vec<u8>,
+    /// Collectives: the groups of replicas that reduce together.
+    #[prost(message, repeated, tag = "49")]
+    pub replica_groups: Vec<ReplicaGroup>,
     #[prost(string, tag = "63")]
     pub comparison_direction: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReplicaGroup {
+    #[prost(int64, repeated, tag = "1")]
+    pub replica_ids: Vec<i64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

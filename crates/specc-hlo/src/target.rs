@@ -147,6 +147,28 @@ pub fn check(m: &Module, target: Target) -> Result<(), Vec<Violation>> {
                         );
                     }
                 }
+                HOp::AllReduce { groups, to_apply } => {
+                    if !matches!(ins.shape.elem(), Some(Elem::F32 | Elem::Bf16)) {
+                        bad(
+                            "float collectives",
+                            format!(
+                                "all-reduce of {}: neuronx-cc reduces floats only (EVRF061); carry integers as floats",
+                                crate::shape_text(&ins.shape)
+                            ),
+                        );
+                    }
+                    let r = &m.computations[*to_apply];
+                    if r.instrs[r.root].op.opcode() != "add" {
+                        bad("float collectives", "all-reduce must sum (to_apply add)".into());
+                    }
+                    let all: Vec<usize> = (0..groups.iter().map(Vec::len).sum()).collect();
+                    if groups.len() != 1 || groups[0] != all {
+                        bad(
+                            "one replica group",
+                            "all-reduce must span every rank: replica_groups={{0,...,N-1}}".into(),
+                        );
+                    }
+                }
                 HOp::Plain("power") if !is_constant_like(c, ins.operands[1]) => {
                     bad("constant exponents", "power needs a compile-time constant exponent".into())
                 }
@@ -205,6 +227,17 @@ mod tests {
 
     fn rules(m: &Module) -> Vec<&'static str> {
         check(m, Target::Trn1).err().unwrap_or_default().iter().map(|v| v.rule).collect()
+    }
+
+    #[test]
+    fn collectives_are_float_sums_over_every_rank() {
+        let ar =
+            |shape: Shape, groups: Vec<Vec<usize>>| ins("ar", shape, HOp::AllReduce { groups, to_apply: 0 }, vec![0]);
+        assert_eq!(rules(&module(vec![ar(f32s(&[4]), vec![vec![0, 1]])], "add")), Vec::<&str>::new());
+        let ints = ar(Shape::array(Elem::S32, &[4]), vec![vec![0, 1]]);
+        assert_eq!(rules(&module(vec![ints], "add")), ["float collectives"]);
+        assert_eq!(rules(&module(vec![ar(f32s(&[4]), vec![vec![0, 1]])], "maximum")), ["float collectives"]);
+        assert_eq!(rules(&module(vec![ar(f32s(&[4]), vec![vec![0], vec![1]])], "add")), ["one replica group"]);
     }
 
     #[test]

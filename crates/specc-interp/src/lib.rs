@@ -13,10 +13,12 @@
 //! arithmetic.
 
 pub mod kernels;
+mod ranks;
 mod session;
 pub mod skinny;
 mod value;
 
+pub use ranks::RankGroup;
 pub use session::{InterpError, Profile, Session, fold, output_index};
 pub use value::Value;
 

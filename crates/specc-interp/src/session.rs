@@ -114,6 +114,8 @@ pub struct Session<B: Backend> {
     weights: Vec<Value<B>>,
     /// For each node, the last node that reads it (values are dropped then).
     last_use: Vec<usize>,
+    /// The tensor-parallel group this session is one rank of, and its rank.
+    rank: Option<(std::sync::Arc<crate::RankGroup>, usize)>,
 }
 
 impl<B: Backend> Session<B> {
@@ -131,7 +133,14 @@ impl<B: Backend> Session<B> {
             weights.push(Value::from_le_bytes(w.ty.dtype, &dims, &bytes, &device));
         }
         let last_use = Self::last_uses(&graph);
-        Ok(Session { graph, device, weights, last_use })
+        Ok(Session { graph, device, weights, last_use, rank: None })
+    }
+
+    /// This session as rank `rank` of `group`: its all-reduce nodes meet the
+    /// other ranks' (each rank runs on its own thread).
+    pub fn as_rank(mut self, group: std::sync::Arc<crate::RankGroup>, rank: usize) -> Session<B> {
+        self.rank = Some((group, rank));
+        self
     }
 
     /// A session over weights already uploaded (shared by several graphs of
@@ -153,7 +162,7 @@ impl<B: Backend> Session<B> {
             });
         }
         let last_use = Self::last_uses(&graph);
-        Ok(Session { graph, device, weights, last_use })
+        Ok(Session { graph, device, weights, last_use, rank: None })
     }
 
     fn last_uses(graph: &Graph) -> Vec<usize> {
@@ -253,7 +262,10 @@ impl<B: Backend> Session<B> {
                 run_time_type(&node.op, &args).map_err(kernel_err)?;
             }
             let started = profile.is_some().then(std::time::Instant::now);
-            let mut v = eval(&node.op, args, &env, &self.device, &self.weights).map_err(kernel_err)?;
+            let mut v = match &node.op {
+                Op::AllReduce { ranks } => self.all_reduce(*ranks, args).map_err(kernel_err)?,
+                op => eval(op, args, &env, &self.device, &self.weights).map_err(kernel_err)?,
+            };
             if node.ty.dtype == DType::BF16 {
                 // bf16 arithmetic is f32 arithmetic rounded to bf16 (as XLA does it).
                 v = k::to_bf16(v);
@@ -276,6 +288,28 @@ impl<B: Backend> Session<B> {
             }
         }
         Ok(g.outputs().iter().map(|o| slots[o.node.index()].clone().expect("outputs are kept")).collect())
+    }
+}
+
+impl<B: Backend> Session<B> {
+    /// The sum over the ranks of this session's group (the value itself
+    /// for a one-rank all-reduce).
+    fn all_reduce(&self, ranks: usize, mut args: Vec<Value<B>>) -> Result<Value<B>, String> {
+        let x = args.pop().ok_or("all-reduce without operand")?;
+        if ranks == 1 {
+            return Ok(x);
+        }
+        let Some((group, rank)) = &self.rank else {
+            return Err(format!("an all-reduce over {ranks} ranks needs its ranks: run the graph as a rank group"));
+        };
+        if group.ranks() != ranks {
+            return Err(format!("an all-reduce over {ranks} ranks in a group of {}", group.ranks()));
+        }
+        let sum = group.all_reduce(*rank, &x.to_literal());
+        match sum {
+            Ok(l) => Ok(Value::from_literal(&l, &self.device)),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -405,6 +439,10 @@ fn eval<B: Backend>(
             let u = a.remove(0);
             k::dynamic_update_slice(x, u, &a)?
         }
+        // A rank group's sum is computed by `Session::all_reduce`; alone, a
+        // one-rank all-reduce is its operand.
+        Op::AllReduce { ranks: 1 } => a.remove(0),
+        Op::AllReduce { ranks } => return Err(format!("an all-reduce over {ranks} ranks needs its ranks")),
         Op::ShapeOf => {
             let s: Vec<i64> = a[0].shape().iter().map(|&d| d as i64).collect();
             Value::from_literal(&Literal::vec_i64(s), device)

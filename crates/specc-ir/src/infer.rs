@@ -157,6 +157,17 @@ fn infer_type(op: &Op, operands: &[Operand], src: &mut dyn DimSource) -> Result<
             Ok(TensorType::new(t(1).dtype, broadcast_all(operands, src)?))
         }
         Op::Convert { to } => Ok(TensorType::new(*to, t(0).shape.clone())),
+        Op::AllReduce { ranks } => {
+            // Neuron's compiler reduces floats only (neuronx-cc EVRF061);
+            // integer results cross ranks carried as floats.
+            if !t(0).dtype.is_float() {
+                return fail(format!("all-reduce of {}: only floats are reduced across ranks", t(0)));
+            }
+            if *ranks == 0 {
+                return fail("all-reduce over 0 ranks");
+            }
+            Ok(t(0).clone())
+        }
         Op::Dot { dims } => infer_dot(dims, t(0), t(1)),
         Op::Reduce { axes, .. } => {
             if t(0).dtype == DType::Bool {

@@ -272,6 +272,11 @@ pub enum Op {
     /// `(x, update, start_0, .., start_{r-1})`: `x` with `update` written at
     /// the starts.
     DynamicUpdateSlice,
+    /// `(x)`, floats only: the elementwise sum of `x` over the `ranks` ranks
+    /// of the program's tensor-parallel group (HLO `all-reduce` with one
+    /// replica group of every rank). Every rank runs the same program and
+    /// gets the same sum; a graph run alone (ranks 1) gets `x`.
+    AllReduce { ranks: usize },
 
     // ---- shape-computing ops: only before specialization ----
     /// `(x)` -> `I64[rank]`, the run-time shape of `x`.
@@ -320,6 +325,7 @@ impl Op {
             Op::Gather { .. } => "gather",
             Op::DynamicSlice { .. } => "dynamic-slice",
             Op::DynamicUpdateSlice => "dynamic-update-slice",
+            Op::AllReduce { .. } => "all-reduce",
             Op::ShapeOf => "shape-of",
             Op::DynReshape { .. } => "dyn-reshape",
             Op::DynBroadcast => "dyn-broadcast",
@@ -361,6 +367,7 @@ impl Op {
             | Op::Reverse { .. }
             | Op::Slice { .. }
             | Op::ShapeOf
+            | Op::AllReduce { .. }
             | Op::DynFill { .. } => Some(1),
             Op::Binary { .. }
             | Op::Compare { .. }

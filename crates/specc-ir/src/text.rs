@@ -51,6 +51,7 @@ pub fn attrs(op: &Op) -> String {
         Op::Constant { value } => format!(" {}", literal_text(value)),
         Op::Compare { dir } => format!(" direction={}", dir.name()),
         Op::Convert { to } => format!(" to={to}"),
+        Op::AllReduce { ranks } => format!(" ranks={ranks}"),
         Op::Dot { dims } => {
             let mut s = String::new();
             if !dims.lhs_batch.is_empty() {

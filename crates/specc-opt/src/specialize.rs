@@ -223,7 +223,9 @@ impl Specializer {
             _ => {}
         }
         // Fold: every operand a literal, the result small.
-        if !matches!(op, Op::Parameter { .. } | Op::Weight { .. } | Op::Constant { .. })
+        // An all-reduce over ranks sums what the other ranks hold: not a
+        // function of this graph's constants alone.
+        if !matches!(op, Op::Parameter { .. } | Op::Weight { .. } | Op::Constant { .. } | Op::AllReduce { .. })
             && operands.iter().all(|&o| b.constant_value(o).is_some())
         {
             let ops: Vec<Operand> =
