@@ -15,9 +15,11 @@ mod bf16;
 mod cse;
 mod dim_expr;
 mod narrow;
+mod shard;
 mod specialize;
 
 pub use bf16::{to_bf16, to_bf16_graph, weights_to_bf16};
 pub use cse::cse;
 pub use narrow::{DEFAULT_INPUT_RANGE, NarrowReport, narrow_to_s32};
+pub use shard::{Layout, ShardError, ShardPlan, WeightRole, plan as shard_plan};
 pub use specialize::{Bindings, OptError, Report, fold, freeze_inputs, specialize};
