@@ -316,3 +316,35 @@ pub fn decoder(role: &str, path: &std::path::Path) -> specc_spec::DecoderModel {
     let m = specc_onnx::import_file(path).unwrap();
     specc_spec::DecoderModel::new(role, m.graph, m.weights).unwrap()
 }
+
+/// A fixture's decode step (one token after its reference past), specialized.
+pub fn decode_step(arch: &str) -> specc_ir::Graph {
+    let dir = fixture(arch);
+    let m = specc_onnx::import_file(&dir.join("with_past/model.onnx")).unwrap();
+    let ins = read(&dir.join("reference/decode.in.safetensors"));
+    let inputs: Vec<specc_ir::Literal> = m
+        .graph
+        .params()
+        .iter()
+        .map(|&p| ins.iter().find(|(n, _)| *n == m.graph.node(p).name).unwrap().1.clone())
+        .collect();
+    specialize_for(&m, &inputs).unwrap()
+}
+
+/// Rank `r`'s block of `l` along `axis`.
+pub fn block(l: &Literal, axis: usize, r: usize, tp: usize) -> Literal {
+    let bytes = l.to_le_bytes();
+    let esz = bytes.len() / l.num_elements().max(1);
+    let d = &l.shape;
+    let outer: usize = d[..axis].iter().product();
+    let inner: usize = d[axis + 1..].iter().product::<usize>() * esz;
+    let b = d[axis] / tp;
+    let mut out = Vec::new();
+    for o in 0..outer {
+        let start = (o * d[axis] + r * b) * inner;
+        out.extend_from_slice(&bytes[start..start + b * inner]);
+    }
+    let mut shape = d.clone();
+    shape[axis] = b;
+    Literal::from_le_bytes(l.dtype(), shape, &out).unwrap()
+}

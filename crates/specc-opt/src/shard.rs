@@ -21,8 +21,13 @@
 //! why: the pass never replicates a weight it cannot prove it may split,
 //! except an embedding table read by a gather (the documented default).
 //!
-//! Architecture Invariant: a plan only describes; `specc_opt::shard` never
-//! changes the graph it analyses.
+//! [`shard`] then writes the one program every rank runs (local shapes, an
+//! all-reduce after each row-parallel product, split outputs gathered along
+//! the vocabulary with the rank's offset from a `tp_rank` input) and each
+//! rank's weight shards.
+//!
+//! Architecture Invariant: every rank runs the same graph; only its weights,
+//! its KV caches and its `tp_rank` input differ.
 
 use specc_ir::{DType, Graph, NodeId, Op};
 use std::collections::BTreeMap;
@@ -89,6 +94,8 @@ pub struct ShardPlan {
     /// vocabulary that are gathered (logits), by name and axis.
     pub split_state_outputs: BTreeMap<String, usize>,
     pub gathered_outputs: BTreeMap<String, usize>,
+    /// By node: what a free value is computed from (for the rewrite).
+    sources: Vec<Source>,
 }
 
 /// Values computed from weights and constants only, and where they lead:
@@ -546,6 +553,7 @@ impl<'g> Walk<'g> {
         }
         Ok(ShardPlan {
             tp: self.tp,
+            sources: self.sources,
             layouts: self.layouts,
             weights: self.weights.into_iter().map(|w| w.unwrap_or(WeightRole::Replicated)).collect(),
             all_reduces: self.all_reduces,
@@ -619,4 +627,196 @@ fn uniform_along(value: &specc_ir::Literal, axis: usize) -> bool {
         let k = (i / inner) % d;
         k == 0 || v[i - k * inner].to_bits() == x.to_bits()
     })
+}
+
+/// The program every rank runs, and each rank's weights.
+pub struct Sharded {
+    pub graph: Graph,
+    /// By rank.
+    pub weights: Vec<specc_ir::WeightStore>,
+    /// The name of the rank's index input (an s32 scalar), when the program
+    /// has one.
+    pub rank_input: Option<String>,
+}
+
+/// The name of the per-rank index input.
+pub const RANK_INPUT: &str = "tp_rank";
+
+impl ShardPlan {
+    /// The layout the rank program gives node `i`: a plan layout, or for a
+    /// free value the split of the weight it comes from.
+    fn local_layout(&self, i: usize) -> Layout {
+        match &self.sources[i] {
+            Source::Data => self.layouts[i],
+            Source::Weight { index, map } => match self.weights[*index].split_axis() {
+                Some(wa) => map.iter().position(|m| *m == Some(wa)).map_or(Layout::Replicated, Layout::Split),
+                None => Layout::Replicated,
+            },
+            Source::Constant | Source::Mixed => Layout::Replicated,
+        }
+    }
+}
+
+fn local_dims(global: &[usize], layout: Layout, tp: usize) -> Vec<usize> {
+    let mut d = global.to_vec();
+    if let Layout::Split(a) = layout {
+        d[a] /= tp;
+    }
+    d
+}
+
+/// Writes the rank program of `g` under `plan`, and every rank's weights
+/// from `store`.
+pub fn shard(g: &Graph, store: &specc_ir::WeightStore, plan: &ShardPlan) -> Result<Sharded, ShardError> {
+    use specc_ir::{GraphBuilder, Literal, TensorType};
+    let tp = plan.tp;
+    let fail = |id: usize, why: String| {
+        let n = &g.nodes()[id];
+        ShardError { node: n.name.clone(), op: n.op.name(), tp, why }
+    };
+    let ir = |id: usize| move |e: specc_ir::IrError| fail(id, format!("rewriting: {e}"));
+    let mut b = GraphBuilder::new(g.name());
+    let mut map: Vec<NodeId> = Vec::with_capacity(g.len());
+    let dims = |id: NodeId| g.ty(id).shape.as_fixed().unwrap_or_default();
+    let local_ty = |i: usize| {
+        let n = &g.nodes()[i];
+        TensorType::fixed(n.ty.dtype, &local_dims(&dims(NodeId(i as u32)), plan.local_layout(i), tp))
+    };
+    for (i, n) in g.nodes().iter().enumerate() {
+        let layout = plan.local_layout(i);
+        let mut ops: Vec<NodeId> = n.operands.iter().map(|o| map[o.index()]).collect();
+        let op = match &n.op {
+            Op::Parameter { .. } => {
+                map.push(b.parameter(n.name.clone(), local_ty(i)).map_err(ir(i))?);
+                continue;
+            }
+            Op::Weight { .. } => {
+                map.push(b.weight(n.name.clone(), local_ty(i)).map_err(ir(i))?);
+                continue;
+            }
+            Op::Reshape { .. } => Op::Reshape { shape: local_ty(i).shape },
+            Op::Broadcast { dims: bd, .. } => Op::Broadcast { shape: local_ty(i).shape, dims: bd.clone() },
+            Op::Slice { starts, limits, strides } => {
+                let mut limits = limits.clone();
+                if let Layout::Split(a) = plan.local_layout(n.operands[0].index()) {
+                    limits[a] /= tp;
+                }
+                Op::Slice { starts: starts.clone(), limits, strides: strides.clone() }
+            }
+            Op::DynamicSlice { sizes } => {
+                let mut sizes = sizes.clone();
+                if let Layout::Split(a) = plan.local_layout(n.operands[0].index()) {
+                    sizes[a] /= tp;
+                }
+                Op::DynamicSlice { sizes }
+            }
+            op => op.clone(),
+        };
+        // A constant the same along the split axis, at full size there,
+        // is cut to a rank's block (the same block on every rank).
+        if let (Layout::Split(a), Op::Binary { .. } | Op::Compare { .. } | Op::Select | Op::Concat { .. }) =
+            (layout, &n.op)
+        {
+            let rank = n.ty.rank();
+            for (k, &o) in n.operands.iter().enumerate() {
+                let orank = g.ty(o).rank();
+                let Some(oa) = (a + orank).checked_sub(rank) else { continue };
+                let od = dims(o);
+                if plan.local_layout(o.index()) == Layout::Replicated
+                    && od[oa] == dims(NodeId(i as u32))[a]
+                    && od[oa] > 1
+                {
+                    let mut limits = od.clone();
+                    limits[oa] /= tp;
+                    let cut = Op::Slice { starts: vec![0; orank], limits, strides: vec![1; orank] };
+                    ops[k] =
+                        b.add(format!("{}#rank_block", g.nodes()[o.index()].name), cut, &[ops[k]]).map_err(ir(i))?;
+                }
+            }
+        }
+        let mut id = b.add(n.name.clone(), op, &ops).map_err(ir(i))?;
+        let want = local_ty(i);
+        if *b.ty(id) != want && !plan.all_reduces.contains(&NodeId(i as u32)) {
+            return Err(fail(i, format!("the rank program gives it {}, the plan {want}", b.ty(id))));
+        }
+        if plan.all_reduces.contains(&NodeId(i as u32)) {
+            id = b.add(format!("{}#all_reduce", n.name), Op::AllReduce { ranks: tp }, &[id]).map_err(ir(i))?;
+        }
+        map.push(id);
+    }
+    let rank_input = if plan.gathered_outputs.is_empty() {
+        None
+    } else {
+        Some(b.parameter(RANK_INPUT, TensorType::scalar(DType::I32)).map_err(ir(0))?)
+    };
+    for o in g.outputs() {
+        let i = o.node.index();
+        let mut id = map[i];
+        if let (Some(&a), Some(rank)) = (plan.gathered_outputs.get(&o.name), rank_input) {
+            // Gathered by an all-reduce of zeros holding this rank's block at
+            // its offset: adding zeros is exact, and all-reduce is the one
+            // collective the program uses.
+            let global = dims(o.node);
+            let dtype = g.ty(o.node).dtype;
+            let zero = b.constant(format!("{}#gather_zero", o.name), Literal::scalar_of(dtype, 0.0)).map_err(ir(i))?;
+            let zeros = b
+                .add(
+                    format!("{}#gather_zeros", o.name),
+                    Op::Broadcast { shape: TensorType::fixed(dtype, &global).shape, dims: vec![] },
+                    &[zero],
+                )
+                .map_err(ir(i))?;
+            let block = b
+                .constant(format!("{}#gather_block", o.name), Literal::scalar_i32((global[a] / tp) as i32))
+                .map_err(ir(i))?;
+            let offset = b
+                .add(format!("{}#gather_offset", o.name), Op::Binary { op: specc_ir::BinaryOp::Mul }, &[rank, block])
+                .map_err(ir(i))?;
+            let zero_i = b.constant(format!("{}#gather_origin", o.name), Literal::scalar_i32(0)).map_err(ir(i))?;
+            let mut operands = vec![zeros, id];
+            operands.extend((0..global.len()).map(|k| if k == a { offset } else { zero_i }));
+            let placed = b.add(format!("{}#gather_place", o.name), Op::DynamicUpdateSlice, &operands).map_err(ir(i))?;
+            id = b.add(format!("{}#gather", o.name), Op::AllReduce { ranks: tp }, &[placed]).map_err(ir(i))?;
+        }
+        b.output(o.name.clone(), id).map_err(ir(i))?;
+    }
+    let graph = b.finish().map_err(ir(0))?;
+    // Each rank's weights: its block of every split weight.
+    let mut weights = vec![specc_ir::WeightStore::new(); tp];
+    for (w, decl) in g.weights().iter().enumerate() {
+        let entry = store.get(&decl.name).ok_or_else(|| ShardError {
+            node: decl.name.clone(),
+            op: "weight",
+            tp,
+            why: "no data for it".into(),
+        })?;
+        let wdims = decl.ty.shape.as_fixed().unwrap_or_default();
+        let bad = |why: String| ShardError { node: decl.name.clone(), op: "weight", tp, why };
+        match plan.weights[w].split_axis() {
+            None => {
+                for store in &mut weights {
+                    store.insert(decl.name.clone(), decl.ty.clone(), entry.bytes.clone()).map_err(bad)?;
+                }
+            }
+            Some(a) => {
+                let bytes = entry.bytes.read().map_err(|e| bad(format!("reading it: {e}")))?;
+                let esz = decl.ty.dtype.size_bytes();
+                let outer: usize = wdims[..a].iter().product();
+                let inner: usize = wdims[a + 1..].iter().product::<usize>() * esz;
+                let block = wdims[a] / tp;
+                let ty = TensorType::fixed(decl.ty.dtype, &local_dims(&wdims, Layout::Split(a), tp));
+                for (r, store) in weights.iter_mut().enumerate() {
+                    let mut out = Vec::with_capacity(outer * block * inner);
+                    for o in 0..outer {
+                        let start = (o * wdims[a] + r * block) * inner;
+                        out.extend_from_slice(&bytes[start..start + block * inner]);
+                    }
+                    store
+                        .insert(decl.name.clone(), ty.clone(), specc_ir::WeightBytes::Owned(std::sync::Arc::new(out)))
+                        .map_err(bad)?;
+                }
+            }
+        }
+    }
+    Ok(Sharded { graph, weights, rank_input: rank_input.map(|_| RANK_INPUT.to_string()) })
 }
