@@ -125,6 +125,21 @@ fn transformer_block() {
     insta::assert_snapshot!(hlo(&block));
 }
 
+/// The same block sharded for tensor parallelism at tp 2: Q/K/V and
+/// gate/up split by output features (heads), o_proj and down_proj by input
+/// features, each followed by its all-reduce over both ranks.
+#[test]
+fn sharded_transformer_block() {
+    let m = specc_onnx::import_file(&fixture("llama").join("nocache.onnx")).unwrap();
+    let b = specc_opt::Bindings::new().with("batch_size", 1).with("sequence_length", 4);
+    let (g, _) = specc_opt::specialize(&m.graph, &b).unwrap();
+    let block = g.with_outputs(&["/model/model/layers.0/Add_1"]).unwrap();
+    let plan = specc_opt::shard_plan(&block, 2, &[], &[]).unwrap();
+    let sharded = specc_opt::shard(&block, &m.weights, &plan).unwrap();
+    assert_eq!(plan.all_reduces.len(), 2);
+    insta::assert_snapshot!(hlo(&sharded.graph));
+}
+
 /// The whole Qwen2 fixture, one cached decode step, Neuron profile.
 #[test]
 fn small_decoder() {
