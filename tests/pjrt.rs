@@ -567,88 +567,94 @@ fn an_all_reduce_sums_over_every_device_like_the_interpreters_ranks() {
     }
 }
 
-/// A fixture's decode step sharded for tp 2, as one HLO program on
-/// 2 XLA CPU devices (per-device weights, caches and rank): every device's
+/// A fixture's decode step sharded for tp 2 and 4 (4 is more ranks than its
+/// 2 KV heads), as one HLO program on that many XLA CPU devices
+/// (per-device weights, caches and rank): every device's
 /// logits are the unsharded step's within 1e-4, and each device's cache
 /// presents are its block of the unsharded ones.
 #[test]
-fn a_sharded_decode_step_on_two_xla_devices_computes_the_unsharded_one() {
+fn a_sharded_decode_step_on_xla_devices_computes_the_unsharded_one() {
     let plugin = Plugin::open(&plugin()).unwrap();
     let cpu = plugin.path().file_name().is_some_and(|n| n.to_string_lossy().contains("cpu"));
-    let tp = 2usize;
-    let create: Vec<(&str, i64)> = if cpu { vec![("cpu_device_count", tp as i64)] } else { vec![] };
-    let client = Client::create(&plugin, &create).unwrap();
-    for arch in ["llama", "qwen2", "mistral"] {
-        let dir = fixture(arch);
-        let m = specc_onnx::import_file(&dir.join("with_past/model.onnx")).unwrap();
-        let g = decode_step(arch);
-        let names = |prefix: &str| -> Vec<String> {
-            let mut v: Vec<String> = g.params().iter().map(|&p| g.node(p).name.clone()).collect();
-            v.extend(g.outputs().iter().map(|o| o.name.clone()));
-            v.into_iter().filter(|n| n.starts_with(prefix)).collect()
-        };
-        let (past, present) = (names("past_key_values."), names("present."));
-        let state: Vec<&str> = past.iter().map(String::as_str).collect();
-        let outs: Vec<&str> = present.iter().map(String::as_str).collect();
-        let plan = specc_opt::shard_plan(&g, tp, &state, &outs).unwrap();
-        let sharded = specc_opt::shard(&g, &m.weights, &plan).unwrap();
-        let module = specc_hlo::lower(&sharded.graph, &[]).unwrap();
-        let exe = client.compile(&specc_hlo::to_proto_bytes(&module), tp).unwrap();
-        let ins = read(&dir.join("reference/decode.in.safetensors"));
-        let named: Vec<(&str, &Literal)> = ins.iter().map(|(n, l)| (n.as_str(), l)).collect();
-        let whole = specc_interp::Session::<specc_interp::Cpu>::new(g.clone(), &m.weights, specc_interp::cpu_device())
-            .unwrap()
-            .run_named(&named)
-            .unwrap();
-        let sg = &sharded.graph;
-        let buffers: Vec<Vec<specc_exec::pjrt::Buffer>> = (0..tp)
-            .map(|r| {
-                let mut v = Vec::new();
-                for &p in sg.params() {
-                    let name = &sg.node(p).name;
-                    let lit = if name == specc_opt::RANK_INPUT {
-                        Literal::scalar_i32(r as i32)
-                    } else {
-                        let l = &ins.iter().find(|(n, _)| n == name).unwrap().1;
-                        match plan.split_params.get(name) {
-                            Some(&a) => block(l, a, r, tp),
-                            None => l.clone(),
-                        }
+    for tp in [2usize, 4] {
+        let create: Vec<(&str, i64)> = if cpu { vec![("cpu_device_count", tp as i64)] } else { vec![] };
+        let client = Client::create(&plugin, &create).unwrap();
+        for arch in ["llama", "qwen2", "mistral"] {
+            let dir = fixture(arch);
+            let m = specc_onnx::import_file(&dir.join("with_past/model.onnx")).unwrap();
+            let g = decode_step(arch);
+            let names = |prefix: &str| -> Vec<String> {
+                let mut v: Vec<String> = g.params().iter().map(|&p| g.node(p).name.clone()).collect();
+                v.extend(g.outputs().iter().map(|o| o.name.clone()));
+                v.into_iter().filter(|n| n.starts_with(prefix)).collect()
+            };
+            let (past, present) = (names("past_key_values."), names("present."));
+            let state: Vec<&str> = past.iter().map(String::as_str).collect();
+            let outs: Vec<&str> = present.iter().map(String::as_str).collect();
+            let plan = specc_opt::shard_plan(&g, tp, &state, &outs).unwrap();
+            let sharded = specc_opt::shard(&g, &m.weights, &plan).unwrap();
+            let module = specc_hlo::lower(&sharded.graph, &[]).unwrap();
+            let exe = client.compile(&specc_hlo::to_proto_bytes(&module), tp).unwrap();
+            let ins = read(&dir.join("reference/decode.in.safetensors"));
+            let named: Vec<(&str, &Literal)> = ins.iter().map(|(n, l)| (n.as_str(), l)).collect();
+            let whole =
+                specc_interp::Session::<specc_interp::Cpu>::new(g.clone(), &m.weights, specc_interp::cpu_device())
+                    .unwrap()
+                    .run_named(&named)
+                    .unwrap();
+            let sg = &sharded.graph;
+            let buffers: Vec<Vec<specc_exec::pjrt::Buffer>> = (0..tp)
+                .map(|r| {
+                    let mut v = Vec::new();
+                    for &p in sg.params() {
+                        let name = &sg.node(p).name;
+                        let lit = if name == specc_opt::RANK_INPUT {
+                            Literal::scalar_i32(r as i32)
+                        } else {
+                            let l = &ins.iter().find(|(n, _)| n == name).unwrap().1;
+                            match plan.split_params.get(name) {
+                                Some(&(a, blocks)) => block(l, a, r, tp, blocks),
+                                None => l.clone(),
+                            }
+                        };
+                        let dims: Vec<i64> = lit.shape.iter().map(|&d| d as i64).collect();
+                        v.push(client.upload(&lit.to_le_bytes(), element_type(lit.dtype()), &dims, r).unwrap());
+                    }
+                    for d in sg.weights() {
+                        let bytes = sharded.weights[r].get(&d.name).unwrap().bytes.read().unwrap();
+                        let dims: Vec<i64> = d.ty.shape.as_fixed().unwrap().iter().map(|&x| x as i64).collect();
+                        v.push(client.upload(&bytes, element_type(d.ty.dtype), &dims, r).unwrap());
+                    }
+                    v
+                })
+                .collect();
+            let args: Vec<Vec<&specc_exec::pjrt::Buffer>> = buffers.iter().map(|b| b.iter().collect()).collect();
+            let outs = exe.execute(&args, &[], sg.outputs().len()).unwrap();
+            let mut worst = 0.0f64;
+            for (r, dev_outs) in outs.iter().enumerate() {
+                for (o, buf) in sg.outputs().iter().zip(dev_outs) {
+                    let ty = sg.ty(o.node);
+                    let shape = ty.shape.as_fixed().unwrap();
+                    let got = Literal::from_le_bytes(
+                        ty.dtype,
+                        shape.clone(),
+                        &buf.download(ty.dtype.size_bytes() * shape.iter().product::<usize>()).unwrap(),
+                    )
+                    .unwrap();
+                    let full = &whole.iter().find(|(n, _)| *n == o.name).unwrap().1;
+                    let want = match plan.split_state_outputs.get(&o.name) {
+                        Some(&(a, blocks)) => block(full, a, r, tp, blocks),
+                        None => full.clone(),
                     };
-                    let dims: Vec<i64> = lit.shape.iter().map(|&d| d as i64).collect();
-                    v.push(client.upload(&lit.to_le_bytes(), element_type(lit.dtype()), &dims, r).unwrap());
+                    let d =
+                        got.to_f64_vec().iter().zip(want.to_f64_vec()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                    assert!(d < 1e-4, "{arch} device {r} `{}`: {d}", o.name);
+                    worst = worst.max(d);
                 }
-                for d in sg.weights() {
-                    let bytes = sharded.weights[r].get(&d.name).unwrap().bytes.read().unwrap();
-                    let dims: Vec<i64> = d.ty.shape.as_fixed().unwrap().iter().map(|&x| x as i64).collect();
-                    v.push(client.upload(&bytes, element_type(d.ty.dtype), &dims, r).unwrap());
-                }
-                v
-            })
-            .collect();
-        let args: Vec<Vec<&specc_exec::pjrt::Buffer>> = buffers.iter().map(|b| b.iter().collect()).collect();
-        let outs = exe.execute(&args, &[], sg.outputs().len()).unwrap();
-        let mut worst = 0.0f64;
-        for (r, dev_outs) in outs.iter().enumerate() {
-            for (o, buf) in sg.outputs().iter().zip(dev_outs) {
-                let ty = sg.ty(o.node);
-                let shape = ty.shape.as_fixed().unwrap();
-                let got = Literal::from_le_bytes(
-                    ty.dtype,
-                    shape.clone(),
-                    &buf.download(ty.dtype.size_bytes() * shape.iter().product::<usize>()).unwrap(),
-                )
-                .unwrap();
-                let full = &whole.iter().find(|(n, _)| *n == o.name).unwrap().1;
-                let want = match plan.split_state_outputs.get(&o.name) {
-                    Some(&a) => block(full, a, r, tp),
-                    None => full.clone(),
-                };
-                let d = got.to_f64_vec().iter().zip(want.to_f64_vec()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-                assert!(d < 1e-4, "{arch} device {r} `{}`: {d}", o.name);
-                worst = worst.max(d);
             }
+            eprintln!(
+                "{arch}: the tp-{tp} rank program on {tp} XLA CPU devices is within {worst:.1e} of the unsharded step"
+            );
         }
-        eprintln!("{arch}: the tp-2 rank program on 2 XLA CPU devices is within {worst:.1e} of the unsharded step");
     }
 }

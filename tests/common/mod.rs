@@ -331,17 +331,19 @@ pub fn decode_step(arch: &str) -> specc_ir::Graph {
     specialize_for(&m, &inputs).unwrap()
 }
 
-/// Rank `r`'s block of `l` along `axis`.
-pub fn block(l: &Literal, axis: usize, r: usize, tp: usize) -> Literal {
+/// Rank `r`'s block of `l` along `axis` cut into `blocks` blocks (each
+/// shared by `tp / blocks` consecutive ranks).
+pub fn block(l: &Literal, axis: usize, r: usize, tp: usize, blocks: usize) -> Literal {
     let bytes = l.to_le_bytes();
     let esz = bytes.len() / l.num_elements().max(1);
     let d = &l.shape;
     let outer: usize = d[..axis].iter().product();
     let inner: usize = d[axis + 1..].iter().product::<usize>() * esz;
-    let b = d[axis] / tp;
+    let b = d[axis] / blocks;
+    let index = r / (tp / blocks);
     let mut out = Vec::new();
     for o in 0..outer {
-        let start = (o * d[axis] + r * b) * inner;
+        let start = (o * d[axis] + index * b) * inner;
         out.extend_from_slice(&bytes[start..start + b * inner]);
     }
     let mut shape = d.clone();

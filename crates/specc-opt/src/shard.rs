@@ -47,10 +47,13 @@ pub enum Layout {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightRole {
     Replicated,
-    /// Split along `axis`: the output features of a column-parallel matrix
-    /// (or a vector added to its output).
+    /// Split along `axis` into `blocks` blocks (`tp`, or fewer when the
+    /// model has fewer KV heads than ranks: then each block is replicated on
+    /// `tp / blocks` consecutive ranks, NxD's rule): the output features of a
+    /// column-parallel matrix (or a vector added to its output).
     Columns {
         axis: usize,
+        blocks: usize,
     },
     /// Split along `axis`, the contracted input features of a row-parallel
     /// matrix, whose product is all-reduced.
@@ -63,7 +66,7 @@ impl WeightRole {
     pub fn split_axis(self) -> Option<usize> {
         match self {
             WeightRole::Replicated => None,
-            WeightRole::Columns { axis } | WeightRole::Rows { axis } => Some(axis),
+            WeightRole::Columns { axis, .. } | WeightRole::Rows { axis } => Some(axis),
         }
     }
 }
@@ -88,12 +91,15 @@ pub struct ShardPlan {
     pub weights: Vec<WeightRole>,
     /// Row-parallel products, each followed by one all-reduce.
     pub all_reduces: Vec<NodeId>,
-    /// Parameters that are split (the KV caches), with their axis.
-    pub split_params: BTreeMap<String, usize>,
-    /// Outputs that stay split per rank (state), and outputs split along the
-    /// vocabulary that are gathered (logits), by name and axis.
-    pub split_state_outputs: BTreeMap<String, usize>,
+    /// Parameters that are split (the KV caches): their axis and blocks.
+    pub split_params: BTreeMap<String, (usize, usize)>,
+    /// Outputs that stay split per rank (state), with axis and blocks, and
+    /// outputs split along the vocabulary that are gathered (logits).
+    pub split_state_outputs: BTreeMap<String, (usize, usize)>,
     pub gathered_outputs: BTreeMap<String, usize>,
+    /// By node: into how many blocks its split axis is cut (`tp`, or fewer
+    /// for replicated KV heads).
+    pub blocks: Vec<usize>,
     /// By node: what a free value is computed from (for the rewrite).
     sources: Vec<Source>,
 }
@@ -122,14 +128,16 @@ enum Source {
 pub fn plan(g: &Graph, tp: usize, state: &[&str], state_outputs: &[&str]) -> Result<ShardPlan, ShardError> {
     // Split parameters are found where they meet split values; the walk is
     // repeated with them split until nothing new is found.
-    let mut split_params: BTreeMap<String, usize> = BTreeMap::new();
-    for _ in 0..4 {
-        let mut w = Walk::new(g, tp, state, split_params.clone());
+    let mut split_params: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut forced: BTreeMap<usize, usize> = BTreeMap::new();
+    for _ in 0..6 {
+        let mut w = Walk::new(g, tp, state, split_params.clone(), forced.clone());
         w.run()?;
-        if w.split_params == split_params {
+        if w.split_params == split_params && w.forced == forced {
             return w.finish(state_outputs);
         }
         split_params = w.split_params;
+        forced = w.forced;
     }
     Err(ShardError {
         node: g.name().to_string(),
@@ -147,11 +155,26 @@ struct Walk<'g> {
     sources: Vec<Source>,
     weights: Vec<Option<WeightRole>>,
     all_reduces: Vec<NodeId>,
-    split_params: BTreeMap<String, usize>,
+    split_params: BTreeMap<String, (usize, usize)>,
+    /// By node: blocks of its split axis, and the column-parallel weight
+    /// whose product it derives from.
+    blocks: Vec<usize>,
+    origin: Vec<Option<usize>>,
+    /// Column weights cut into fewer blocks than ranks (KV heads).
+    forced: BTreeMap<usize, usize>,
+    /// The node being visited: its blocks and origin.
+    cur_blocks: usize,
+    cur_origin: Option<usize>,
 }
 
 impl<'g> Walk<'g> {
-    fn new(g: &'g Graph, tp: usize, state: &[&str], split_params: BTreeMap<String, usize>) -> Walk<'g> {
+    fn new(
+        g: &'g Graph,
+        tp: usize,
+        state: &[&str],
+        split_params: BTreeMap<String, (usize, usize)>,
+        forced: BTreeMap<usize, usize>,
+    ) -> Walk<'g> {
         Walk {
             g,
             tp,
@@ -161,6 +184,11 @@ impl<'g> Walk<'g> {
             weights: vec![None; g.weights().len()],
             all_reduces: vec![],
             split_params,
+            blocks: vec![tp; g.len()],
+            origin: vec![None; g.len()],
+            forced,
+            cur_blocks: tp,
+            cur_origin: None,
         }
     }
 
@@ -176,7 +204,30 @@ impl<'g> Walk<'g> {
     fn run(&mut self) -> Result<(), ShardError> {
         for i in 0..self.g.len() {
             let id = NodeId(i as u32);
+            // Blocks and origin default to those of the split operands.
+            let split_ops: Vec<usize> = self.g.nodes()[i]
+                .operands
+                .iter()
+                .filter(|o| matches!(self.layouts[o.index()], Layout::Split(_)))
+                .map(|o| o.index())
+                .collect();
+            self.cur_blocks = split_ops.iter().map(|&o| self.blocks[o]).max().unwrap_or(self.tp);
+            self.cur_origin = match split_ops.first() {
+                Some(&o) if split_ops.iter().all(|&x| self.origin[x] == self.origin[o]) => self.origin[o],
+                _ => None,
+            };
             let (layout, source) = self.visit(id)?;
+            // Values combined from several split operands: the coarser ones
+            // are cut down to the finest blocks (each coarse block holds
+            // whole fine ones).
+            if let Layout::Split(_) = layout
+                && split_ops.len() > 1
+                && split_ops.iter().any(|&o| self.cur_blocks % self.blocks[o] != 0)
+            {
+                return Err(self.fail(id, "its operands are split into blocks that do not nest"));
+            }
+            self.blocks[i] = self.cur_blocks;
+            self.origin[i] = self.cur_origin;
             // A row-parallel product is all-reduced at once (recorded in
             // `all_reduces`): its users see the whole sum.
             self.layouts[i] = if layout == Layout::Partial { Layout::Replicated } else { layout };
@@ -213,7 +264,11 @@ impl<'g> Walk<'g> {
                 let Some(Some(waxis)) = map.get(axis).copied() else {
                     return Err(self.fail(at, "a weight broadcast along the split axis"));
                 };
-                let role = if columns { WeightRole::Columns { axis: waxis } } else { WeightRole::Rows { axis: waxis } };
+                let role = if columns {
+                    WeightRole::Columns { axis: waxis, blocks: self.cur_blocks }
+                } else {
+                    WeightRole::Rows { axis: waxis }
+                };
                 self.assign(at, index, role)
             }
             Source::Constant => match &self.g.node(operand).op {
@@ -242,7 +297,10 @@ impl<'g> Walk<'g> {
             Op::Parameter { .. } => {
                 let name = &n.name;
                 return Ok(match self.split_params.get(name) {
-                    Some(&a) => (Layout::Split(a), Source::Data),
+                    Some(&(a, blocks)) => {
+                        self.cur_blocks = blocks;
+                        (Layout::Split(a), Source::Data)
+                    }
                     None => (Layout::Replicated, Source::Data),
                 });
             }
@@ -280,7 +338,7 @@ impl<'g> Walk<'g> {
                             } else if self.dims(o)[oa] != 1 {
                                 let name = &self.g.node(o).name;
                                 if self.state.contains(name) && matches!(self.g.node(o).op, Op::Parameter { .. }) {
-                                    self.split_params.insert(name.clone(), oa);
+                                    self.split_params.insert(name.clone(), (oa, self.cur_blocks));
                                 } else {
                                     return Err(self.fail(
                                         id,
@@ -296,7 +354,21 @@ impl<'g> Walk<'g> {
             Op::Reshape { .. } => match lay(self, ops[0]) {
                 Layout::Split(a) => {
                     let (from, to) = (self.dims(ops[0]), self.dims(id));
-                    Layout::Split(reshape_axis(&from, &to, a, self.tp).map_err(|why| self.fail(id, why))?)
+                    match reshape_axis(&from, &to, a, self.cur_blocks) {
+                        Ok(t) => Layout::Split(t),
+                        // Fewer heads than blocks (KV heads under tp): when
+                        // they divide the ranks, the projection they come
+                        // from is cut into one block per head, each block
+                        // replicated on tp / heads ranks.
+                        Err(why) => match (reshape_axis(&from, &to, a, 1), self.cur_origin) {
+                            (Ok(t), Some(w)) if self.tp % to[t] == 0 && to[t] < self.cur_blocks => {
+                                self.forced.insert(w, to[t]);
+                                self.cur_blocks = to[t];
+                                Layout::Split(t)
+                            }
+                            _ => return Err(self.fail(id, why)),
+                        },
+                    }
                 }
                 l => l,
             },
@@ -329,7 +401,7 @@ impl<'g> Walk<'g> {
                         Layout::Replicated => {
                             let name = self.g.node(o).name.clone();
                             if self.state.contains(&name) && matches!(self.g.node(o).op, Op::Parameter { .. }) {
-                                self.split_params.insert(name, a);
+                                self.split_params.insert(name, (a, self.cur_blocks));
                             } else if free(self, o) {
                                 self.split_free(id, o, a, true)?;
                             } else {
@@ -365,7 +437,7 @@ impl<'g> Walk<'g> {
                             if lay(self, o) != Layout::Split(a) {
                                 let name = self.g.node(o).name.clone();
                                 if self.state.contains(&name) && matches!(self.g.node(o).op, Op::Parameter { .. }) {
-                                    self.split_params.insert(name, a);
+                                    self.split_params.insert(name, (a, self.cur_blocks));
                                 } else {
                                     return Err(self.fail(id, "it writes between differently laid out values"));
                                 }
@@ -439,17 +511,30 @@ impl<'g> Walk<'g> {
                     let Some(&axis) = rfree.last() else {
                         return Err(self.fail(id, "a product with a weight that has no output features"));
                     };
-                    if self.dims(r)[axis] % self.tp != 0 {
+                    let w = match &self.sources[r.index()] {
+                        Source::Weight { index, .. } => Some(*index),
+                        _ => None,
+                    };
+                    let blocks = w.and_then(|w| self.forced.get(&w).copied()).unwrap_or(self.tp);
+                    if self.dims(r)[axis] % blocks != 0 {
                         return Err(self.fail(
                             id,
-                            format!("{} output features do not divide into {} ranks", self.dims(r)[axis], self.tp),
+                            format!("{} output features do not divide into {blocks} blocks", self.dims(r)[axis]),
                         ));
                     }
+                    self.cur_blocks = blocks;
                     self.split_free(id, r, axis, true)?;
+                    self.cur_origin = w;
                     Ok(Layout::Split(out_of_rhs_free(rfree.len() - 1)))
                 }
                 Layout::Split(a) => {
                     if let Some(k) = d.lhs_contract.iter().position(|&c| c == a) {
+                        if self.blocks[l.index()] != self.tp {
+                            return Err(self.fail(
+                                id,
+                                "a row-parallel product of an activation split into fewer blocks than ranks",
+                            ));
+                        }
                         self.split_free(id, r, d.rhs_contract[k], false)?;
                         self.all_reduces.push(id);
                         Ok(Layout::Partial)
@@ -542,17 +627,19 @@ impl<'g> Walk<'g> {
         for o in self.g.outputs() {
             match self.layouts[o.node.index()] {
                 Layout::Split(a) if state_outputs.contains(&o.name.as_str()) => {
-                    split_state_outputs.insert(o.name.clone(), a);
+                    split_state_outputs.insert(o.name.clone(), (a, self.blocks[o.node.index()]));
                 }
-                Layout::Split(a) => {
+                Layout::Split(a) if self.blocks[o.node.index()] == self.tp => {
                     gathered_outputs.insert(o.name.clone(), a);
                 }
+                Layout::Split(_) => return Err(self.fail(o.node, "an output split into fewer blocks than ranks")),
                 Layout::Partial => return Err(self.fail(o.node, "a partial sum is an output")),
                 Layout::Replicated => {}
             }
         }
         Ok(ShardPlan {
             tp: self.tp,
+            blocks: self.blocks,
             sources: self.sources,
             layouts: self.layouts,
             weights: self.weights.into_iter().map(|w| w.unwrap_or(WeightRole::Replicated)).collect(),
@@ -634,8 +721,7 @@ pub struct Sharded {
     pub graph: Graph,
     /// By rank.
     pub weights: Vec<specc_ir::WeightStore>,
-    /// The name of the rank's index input (an s32 scalar), when the program
-    /// has one.
+    /// The name of the rank's index input (an s32 scalar).
     pub rank_input: Option<String>,
 }
 
@@ -655,12 +741,24 @@ impl ShardPlan {
             Source::Constant | Source::Mixed => Layout::Replicated,
         }
     }
+
+    /// Into how many blocks node `i`'s split axis is cut in the rank program.
+    fn local_blocks(&self, i: usize) -> usize {
+        match &self.sources[i] {
+            Source::Data => self.blocks[i],
+            Source::Weight { index, .. } => match self.weights[*index] {
+                WeightRole::Columns { blocks, .. } => blocks,
+                _ => self.tp,
+            },
+            _ => self.tp,
+        }
+    }
 }
 
-fn local_dims(global: &[usize], layout: Layout, tp: usize) -> Vec<usize> {
+fn local_dims(global: &[usize], layout: Layout, blocks: usize) -> Vec<usize> {
     let mut d = global.to_vec();
     if let Layout::Split(a) = layout {
-        d[a] /= tp;
+        d[a] /= blocks;
     }
     d
 }
@@ -680,11 +778,52 @@ pub fn shard(g: &Graph, store: &specc_ir::WeightStore, plan: &ShardPlan) -> Resu
     let dims = |id: NodeId| g.ty(id).shape.as_fixed().unwrap_or_default();
     let local_ty = |i: usize| {
         let n = &g.nodes()[i];
-        TensorType::fixed(n.ty.dtype, &local_dims(&dims(NodeId(i as u32)), plan.local_layout(i), tp))
+        TensorType::fixed(n.ty.dtype, &local_dims(&dims(NodeId(i as u32)), plan.local_layout(i), plan.local_blocks(i)))
     };
+    let mut rank: Option<NodeId> = None;
     for (i, n) in g.nodes().iter().enumerate() {
         let layout = plan.local_layout(i);
+        if rank.is_none() && !matches!(n.op, Op::Parameter { .. }) {
+            // Every rank program takes its rank, after the graph's own inputs.
+            rank = Some(b.parameter(RANK_INPUT, TensorType::scalar(DType::I32)).map_err(ir(i))?);
+        }
         let mut ops: Vec<NodeId> = n.operands.iter().map(|o| map[o.index()]).collect();
+        // Operands split into fewer blocks than this node (KV heads shared
+        // by several ranks meeting per-rank query heads): each rank cuts its
+        // own part out of the shared block.
+        if let (Layout::Split(_), Some(rank)) = (layout, rank) {
+            let bi = plan.local_blocks(i);
+            for (k, &o) in n.operands.iter().enumerate() {
+                let (Layout::Split(oa), bo) = (plan.local_layout(o.index()), plan.local_blocks(o.index())) else {
+                    continue;
+                };
+                if bo >= bi {
+                    continue;
+                }
+                let local = local_dims(&dims(o), Layout::Split(oa), bo);
+                let mut sizes = local.clone();
+                sizes[oa] = local[oa] / (bi / bo);
+                let name = &g.nodes()[o.index()].name;
+                let c = |b: &mut GraphBuilder, what: &str, v: usize| {
+                    b.constant(format!("{name}#refine_{what}"), Literal::scalar_i32(v as i32)).map_err(ir(i))
+                };
+                let (per, parts, size) =
+                    (c(&mut b, "per", tp / bi)?, c(&mut b, "parts", bi / bo)?, c(&mut b, "size", sizes[oa])?);
+                let zero = c(&mut b, "zero", 0)?;
+                let fine = b
+                    .add(format!("{name}#refine_fine"), Op::Binary { op: specc_ir::BinaryOp::Div }, &[rank, per])
+                    .map_err(ir(i))?;
+                let part = b
+                    .add(format!("{name}#refine_part"), Op::Binary { op: specc_ir::BinaryOp::Rem }, &[fine, parts])
+                    .map_err(ir(i))?;
+                let at = b
+                    .add(format!("{name}#refine_at"), Op::Binary { op: specc_ir::BinaryOp::Mul }, &[part, size])
+                    .map_err(ir(i))?;
+                let mut operands = vec![ops[k]];
+                operands.extend((0..local.len()).map(|x| if x == oa { at } else { zero }));
+                ops[k] = b.add(format!("{name}#refine"), Op::DynamicSlice { sizes }, &operands).map_err(ir(i))?;
+            }
+        }
         let op = match &n.op {
             Op::Parameter { .. } => {
                 map.push(b.parameter(n.name.clone(), local_ty(i)).map_err(ir(i))?);
@@ -699,14 +838,14 @@ pub fn shard(g: &Graph, store: &specc_ir::WeightStore, plan: &ShardPlan) -> Resu
             Op::Slice { starts, limits, strides } => {
                 let mut limits = limits.clone();
                 if let Layout::Split(a) = plan.local_layout(n.operands[0].index()) {
-                    limits[a] /= tp;
+                    limits[a] /= plan.local_blocks(n.operands[0].index());
                 }
                 Op::Slice { starts: starts.clone(), limits, strides: strides.clone() }
             }
             Op::DynamicSlice { sizes } => {
                 let mut sizes = sizes.clone();
                 if let Layout::Split(a) = plan.local_layout(n.operands[0].index()) {
-                    sizes[a] /= tp;
+                    sizes[a] /= plan.local_blocks(n.operands[0].index());
                 }
                 Op::DynamicSlice { sizes }
             }
@@ -727,7 +866,7 @@ pub fn shard(g: &Graph, store: &specc_ir::WeightStore, plan: &ShardPlan) -> Resu
                     && od[oa] > 1
                 {
                     let mut limits = od.clone();
-                    limits[oa] /= tp;
+                    limits[oa] /= plan.local_blocks(i);
                     let cut = Op::Slice { starts: vec![0; orank], limits, strides: vec![1; orank] };
                     ops[k] =
                         b.add(format!("{}#rank_block", g.nodes()[o.index()].name), cut, &[ops[k]]).map_err(ir(i))?;
@@ -744,10 +883,9 @@ pub fn shard(g: &Graph, store: &specc_ir::WeightStore, plan: &ShardPlan) -> Resu
         }
         map.push(id);
     }
-    let rank_input = if plan.gathered_outputs.is_empty() {
-        None
-    } else {
-        Some(b.parameter(RANK_INPUT, TensorType::scalar(DType::I32)).map_err(ir(0))?)
+    let rank_input = match rank {
+        Some(r) => Some(r),
+        None => Some(b.parameter(RANK_INPUT, TensorType::scalar(DType::I32)).map_err(ir(0))?),
     };
     for o in g.outputs() {
         let i = o.node.index();
@@ -803,12 +941,18 @@ pub fn shard(g: &Graph, store: &specc_ir::WeightStore, plan: &ShardPlan) -> Resu
                 let esz = decl.ty.dtype.size_bytes();
                 let outer: usize = wdims[..a].iter().product();
                 let inner: usize = wdims[a + 1..].iter().product::<usize>() * esz;
-                let block = wdims[a] / tp;
-                let ty = TensorType::fixed(decl.ty.dtype, &local_dims(&wdims, Layout::Split(a), tp));
+                let blocks = match plan.weights[w] {
+                    WeightRole::Columns { blocks, .. } => blocks,
+                    _ => tp,
+                };
+                let block = wdims[a] / blocks;
+                let ty = TensorType::fixed(decl.ty.dtype, &local_dims(&wdims, Layout::Split(a), blocks));
                 for (r, store) in weights.iter_mut().enumerate() {
+                    // A block shared by tp / blocks consecutive ranks.
+                    let index = r / (tp / blocks);
                     let mut out = Vec::with_capacity(outer * block * inner);
                     for o in 0..outer {
-                        let start = (o * wdims[a] + r * block) * inner;
+                        let start = (o * wdims[a] + index * block) * inner;
                         out.extend_from_slice(&bytes[start..start + block * inner]);
                     }
                     store
