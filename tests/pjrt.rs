@@ -579,7 +579,7 @@ fn a_sharded_decode_step_on_xla_devices_computes_the_unsharded_one() {
     for tp in [2usize, 4] {
         let create: Vec<(&str, i64)> = if cpu { vec![("cpu_device_count", tp as i64)] } else { vec![] };
         let client = Client::create(&plugin, &create).unwrap();
-        for arch in ["llama", "qwen2", "mistral"] {
+        for arch in ARCHS {
             let dir = fixture(arch);
             let m = specc_onnx::import_file(&dir.join("with_past/model.onnx")).unwrap();
             let g = decode_step(arch);

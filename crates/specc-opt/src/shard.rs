@@ -51,9 +51,12 @@ pub enum WeightRole {
     /// model has fewer KV heads than ranks: then each block is replicated on
     /// `tp / blocks` consecutive ranks, NxD's rule): the output features of a
     /// column-parallel matrix (or a vector added to its output).
+    /// With `segments` > 1 the axis is that many equal segments side by
+    /// side (a fused Q/K/V matrix) and each is split the same way.
     Columns {
         axis: usize,
         blocks: usize,
+        segments: usize,
     },
     /// Split along `axis`, the contracted input features of a row-parallel
     /// matrix, whose product is all-reduced.
@@ -100,6 +103,9 @@ pub struct ShardPlan {
     /// By node: into how many blocks its split axis is cut (`tp`, or fewer
     /// for replicated KV heads).
     pub blocks: Vec<usize>,
+    /// By node: how many equal segments its split axis has (1, or 3 for the
+    /// output of a fused Q/K/V product before it is sliced apart).
+    pub segments: Vec<usize>,
     /// By node: what a free value is computed from (for the rewrite).
     sources: Vec<Source>,
 }
@@ -130,14 +136,17 @@ pub fn plan(g: &Graph, tp: usize, state: &[&str], state_outputs: &[&str]) -> Res
     // repeated with them split until nothing new is found.
     let mut split_params: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut forced: BTreeMap<usize, usize> = BTreeMap::new();
-    for _ in 0..6 {
+    let mut forced_segments: BTreeMap<usize, usize> = BTreeMap::new();
+    for _ in 0..8 {
         let mut w = Walk::new(g, tp, state, split_params.clone(), forced.clone());
+        w.forced_segments = forced_segments.clone();
         w.run()?;
-        if w.split_params == split_params && w.forced == forced {
+        if w.split_params == split_params && w.forced == forced && w.forced_segments == forced_segments {
             return w.finish(state_outputs);
         }
         split_params = w.split_params;
         forced = w.forced;
+        forced_segments = w.forced_segments;
     }
     Err(ShardError {
         node: g.name().to_string(),
@@ -162,8 +171,13 @@ struct Walk<'g> {
     origin: Vec<Option<usize>>,
     /// Column weights cut into fewer blocks than ranks (KV heads).
     forced: BTreeMap<usize, usize>,
-    /// The node being visited: its blocks and origin.
+    /// Column weights whose output is sliced into equal segments (fused
+    /// Q/K/V), and each node's segment count.
+    forced_segments: BTreeMap<usize, usize>,
+    segments: Vec<usize>,
+    /// The node being visited: its blocks, segments and origin.
     cur_blocks: usize,
+    cur_segments: usize,
     cur_origin: Option<usize>,
 }
 
@@ -187,7 +201,10 @@ impl<'g> Walk<'g> {
             blocks: vec![tp; g.len()],
             origin: vec![None; g.len()],
             forced,
+            forced_segments: BTreeMap::new(),
+            segments: vec![1; g.len()],
             cur_blocks: tp,
+            cur_segments: 1,
             cur_origin: None,
         }
     }
@@ -216,6 +233,10 @@ impl<'g> Walk<'g> {
                 Some(&o) if split_ops.iter().all(|&x| self.origin[x] == self.origin[o]) => self.origin[o],
                 _ => None,
             };
+            self.cur_segments = split_ops.first().map_or(1, |&o| self.segments[o]);
+            if split_ops.iter().any(|&o| self.segments[o] != self.cur_segments) {
+                return Err(self.fail(id, "it combines values split into different segments"));
+            }
             let (layout, source) = self.visit(id)?;
             // Values combined from several split operands: the coarser ones
             // are cut down to the finest blocks (each coarse block holds
@@ -227,6 +248,7 @@ impl<'g> Walk<'g> {
                 return Err(self.fail(id, "its operands are split into blocks that do not nest"));
             }
             self.blocks[i] = self.cur_blocks;
+            self.segments[i] = if matches!(layout, Layout::Split(_)) { self.cur_segments } else { 1 };
             self.origin[i] = self.cur_origin;
             // A row-parallel product is all-reduced at once (recorded in
             // `all_reduces`): its users see the whole sum.
@@ -265,7 +287,7 @@ impl<'g> Walk<'g> {
                     return Err(self.fail(at, "a weight broadcast along the split axis"));
                 };
                 let role = if columns {
-                    WeightRole::Columns { axis: waxis, blocks: self.cur_blocks }
+                    WeightRole::Columns { axis: waxis, blocks: self.cur_blocks, segments: self.cur_segments }
                 } else {
                     WeightRole::Rows { axis: waxis }
                 };
@@ -355,6 +377,9 @@ impl<'g> Walk<'g> {
                 Layout::Split(a) => {
                     let (from, to) = (self.dims(ops[0]), self.dims(id));
                     match reshape_axis(&from, &to, a, self.cur_blocks) {
+                        Ok(t) if self.cur_segments > 1 && to[t] != from[a] => {
+                            return Err(self.fail(id, "it reshapes a fused (segmented) split before slicing it"));
+                        }
                         Ok(t) => Layout::Split(t),
                         // Fewer heads than blocks (KV heads under tp): when
                         // they divide the ranks, the projection they come
@@ -416,10 +441,24 @@ impl<'g> Walk<'g> {
             Op::Slice { starts, limits, strides } => match lay(self, ops[0]) {
                 Layout::Split(a) => {
                     let d = self.dims(ops[0])[a];
-                    if starts[a] != 0 || limits[a] != d || strides[a] != 1 {
+                    let len = limits[a].saturating_sub(starts[a]);
+                    let full = starts[a] == 0 && limits[a] == d && strides[a] == 1;
+                    let one_segment = strides[a] == 1 && len > 0 && d % len == 0 && starts[a] % len == 0;
+                    if full {
+                        Layout::Split(a)
+                    } else if one_segment && self.cur_segments == d / len {
+                        // One segment of a fused product: split as its parts.
+                        self.cur_segments = 1;
+                        Layout::Split(a)
+                    } else if one_segment && self.cur_segments == 1 && self.cur_origin.is_some() {
+                        // A fused product sliced apart: its weight is split
+                        // per segment (found here, applied on the next walk).
+                        let w = self.cur_origin.expect("checked");
+                        self.forced_segments.insert(w, d / len);
+                        Layout::Split(a)
+                    } else {
                         return Err(self.fail(id, format!("it slices the split axis {a}")));
                     }
-                    Layout::Split(a)
                 }
                 l => l,
             },
@@ -516,7 +555,9 @@ impl<'g> Walk<'g> {
                         _ => None,
                     };
                     let blocks = w.and_then(|w| self.forced.get(&w).copied()).unwrap_or(self.tp);
-                    if self.dims(r)[axis] % blocks != 0 {
+                    let segments = w.and_then(|w| self.forced_segments.get(&w).copied()).unwrap_or(1);
+                    self.cur_segments = segments;
+                    if self.dims(r)[axis] % (blocks * segments) != 0 {
                         return Err(self.fail(
                             id,
                             format!("{} output features do not divide into {blocks} blocks", self.dims(r)[axis]),
@@ -640,6 +681,7 @@ impl<'g> Walk<'g> {
         Ok(ShardPlan {
             tp: self.tp,
             blocks: self.blocks,
+            segments: self.segments,
             sources: self.sources,
             layouts: self.layouts,
             weights: self.weights.into_iter().map(|w| w.unwrap_or(WeightRole::Replicated)).collect(),
@@ -837,10 +879,15 @@ pub fn shard(g: &Graph, store: &specc_ir::WeightStore, plan: &ShardPlan) -> Resu
             Op::Broadcast { dims: bd, .. } => Op::Broadcast { shape: local_ty(i).shape, dims: bd.clone() },
             Op::Slice { starts, limits, strides } => {
                 let mut limits = limits.clone();
+                let mut starts = starts.clone();
                 if let Layout::Split(a) = plan.local_layout(n.operands[0].index()) {
-                    limits[a] /= plan.local_blocks(n.operands[0].index());
+                    // Each segment shrinks by the same factor, so a segment's
+                    // bounds scale with it (the whole axis is one segment).
+                    let b = plan.local_blocks(n.operands[0].index());
+                    starts[a] /= b;
+                    limits[a] /= b;
                 }
-                Op::Slice { starts: starts.clone(), limits, strides: strides.clone() }
+                Op::Slice { starts, limits, strides: strides.clone() }
             }
             Op::DynamicSlice { sizes } => {
                 let mut sizes = sizes.clone();
@@ -941,19 +988,22 @@ pub fn shard(g: &Graph, store: &specc_ir::WeightStore, plan: &ShardPlan) -> Resu
                 let esz = decl.ty.dtype.size_bytes();
                 let outer: usize = wdims[..a].iter().product();
                 let inner: usize = wdims[a + 1..].iter().product::<usize>() * esz;
-                let blocks = match plan.weights[w] {
-                    WeightRole::Columns { blocks, .. } => blocks,
-                    _ => tp,
+                let (blocks, segments) = match plan.weights[w] {
+                    WeightRole::Columns { blocks, segments, .. } => (blocks, segments),
+                    _ => (tp, 1),
                 };
-                let block = wdims[a] / blocks;
+                let segment = wdims[a] / segments;
+                let block = segment / blocks;
                 let ty = TensorType::fixed(decl.ty.dtype, &local_dims(&wdims, Layout::Split(a), blocks));
                 for (r, store) in weights.iter_mut().enumerate() {
                     // A block shared by tp / blocks consecutive ranks.
                     let index = r / (tp / blocks);
-                    let mut out = Vec::with_capacity(outer * block * inner);
+                    let mut out = Vec::with_capacity(outer * segments * block * inner);
                     for o in 0..outer {
-                        let start = (o * wdims[a] + index * block) * inner;
-                        out.extend_from_slice(&bytes[start..start + block * inner]);
+                        for k in 0..segments {
+                            let start = (o * wdims[a] + k * segment + index * block) * inner;
+                            out.extend_from_slice(&bytes[start..start + block * inner]);
+                        }
                     }
                     store
                         .insert(decl.name.clone(), ty.clone(), specc_ir::WeightBytes::Owned(std::sync::Arc::new(out)))
