@@ -98,6 +98,16 @@ enum Command {
         /// Prompt buckets (comma-separated lengths; default 32,128 capped at the capacity).
         #[arg(long, value_delimiter = ',')]
         prompt_buckets: Vec<usize>,
+        /// Tensor-parallel ranks (1, 2, 4, 8, 16, 32 or 64): the target is
+        /// split across that many NeuronCores (or PJRT devices), one program
+        /// for every rank, each rank with its own block of every split weight.
+        #[arg(long, default_value_t = 1)]
+        tp: usize,
+        /// With --tp: `sharded` (split like the target; two all-reduces per
+        /// layer in each draft step) or `replicated` (whole on every rank;
+        /// no collectives in the draft steps).
+        #[arg(long, default_value = "sharded")]
+        draft_placement: String,
         /// The artifact directory to write (replaced atomically).
         #[arg(short, long)]
         out: PathBuf,
@@ -359,6 +369,8 @@ fn report(e: &dyn std::error::Error) -> String {
 /// The generation flags of `specc compile`.
 struct Generation {
     draft: Option<PathBuf>,
+    tp: usize,
+    draft_placement: String,
     max_seq_len: Option<usize>,
     ks: Vec<usize>,
     buckets: Vec<usize>,
@@ -400,8 +412,11 @@ fn compile(
         neuronx,
         force,
         allow_external_data_outside,
+        tp: generation.tp,
+        draft_placement: c::DraftPlacement::parse(&generation.draft_placement)
+            .map_err(|e| format!("--draft-placement {e}"))?,
     };
-    let Generation { draft, max_seq_len, ks, buckets, tokenizer } = generation;
+    let Generation { draft, max_seq_len, ks, buckets, tokenizer, .. } = generation;
     match (max_seq_len, &draft) {
         (None, None) => Ok(c::compile(&model, &out, &o)?),
         (None, Some(_)) => Err("--draft needs --max-seq-len (the KV-cache capacity)".into()),
@@ -448,6 +463,8 @@ fn main() -> ExitCode {
             force,
             allow_external_data_outside,
             prompt_buckets,
+            tp,
+            draft_placement,
             out,
             dims,
             target,
@@ -479,7 +496,15 @@ fn main() -> ExitCode {
                     (false, None) => specc_driver::neff_cache::CacheSetting::Default,
                 },
             },
-            Generation { draft, max_seq_len, ks: num_speculative_tokens, buckets: prompt_buckets, tokenizer },
+            Generation {
+                draft,
+                tp,
+                draft_placement,
+                max_seq_len,
+                ks: num_speculative_tokens,
+                buckets: prompt_buckets,
+                tokenizer,
+            },
             force,
             allow_external_data_outside,
         ),

@@ -22,6 +22,9 @@ use std::path::{Component, Path};
 
 /// More speculative tokens per round than any published system uses.
 pub const MAX_K: usize = 64;
+/// The most tensor-parallel ranks an artifact may ask for (64 is the most
+/// `--tp` compiles; two trn2 nodes have 128 NeuronCores).
+pub const MAX_TP: usize = 128;
 
 pub(crate) fn manifest(dir: &Path, m: &Manifest) -> Result<(), ArtifactError> {
     let shown = dir.display().to_string();
@@ -52,17 +55,42 @@ pub(crate) fn manifest(dir: &Path, m: &Manifest) -> Result<(), ArtifactError> {
         if !models.insert(model.name.as_str()) {
             return Err(bad(format!("model `{}` is listed twice", model.name)));
         }
-        match &model.weights {
-            Weights::Copied { .. } => {}
-            Weights::ShapeOnly { tensors, .. } => {
-                for t in tensors {
-                    tensor_size(&t.dtype, &t.shape, || format!("shape-only weight `{}`", t.name)).map_err(&bad)?;
+        let parts = model.weights.parts();
+        if let Weights::Sharded { ranks, .. } = &model.weights
+            && ranks.len() != m.tp
+        {
+            return Err(bad(format!(
+                "model `{}` has weights for {} ranks, the artifact runs {}",
+                model.name,
+                ranks.len(),
+                m.tp
+            )));
+        }
+        for part in parts {
+            match part {
+                Weights::Sharded { .. } => {
+                    return Err(bad(format!("model `{}` has sharded weights inside sharded weights", model.name)));
                 }
-            }
-            Weights::Linked { tensors, files, outside } => {
-                linked(&model.source, tensors, files, *outside).map_err(|(file, detail)| unsafe_path(&file, detail))?
+                Weights::Copied { .. } => {}
+                Weights::ShapeOnly { tensors, .. } => {
+                    for t in tensors {
+                        tensor_size(&t.dtype, &t.shape, || format!("shape-only weight `{}`", t.name)).map_err(&bad)?;
+                    }
+                }
+                Weights::Linked { tensors, files, outside } => linked(&model.source, tensors, files, *outside)
+                    .map_err(|(file, detail)| unsafe_path(&file, detail))?,
             }
         }
+    }
+    if m.tp == 0 || m.tp > MAX_TP {
+        return Err(bad(format!("tp is {}, not in 1..={MAX_TP}", m.tp)));
+    }
+    let everyone: Vec<usize> = (0..m.tp).collect();
+    if m.tp > 1 && m.replica_groups != [everyone] || m.tp == 1 && !m.replica_groups.is_empty() {
+        return Err(bad(format!(
+            "the replica groups {:?} are not the one group of all {} ranks",
+            m.replica_groups, m.tp
+        )));
     }
 
     // Graphs.

@@ -31,7 +31,7 @@ pub use manifest::*;
 pub use output::OutputPolicy;
 pub use read::Artifact;
 pub use staging::Staging;
-pub use weights::{link_weights, shape_only_weights};
+pub use weights::{link_weights, shape_only_from, shape_only_weights};
 
 use sha2::{Digest, Sha256};
 use std::path::Path;

@@ -46,6 +46,11 @@ pub enum Weights {
     /// No weight data at all, only what each weight is (`--weights none`):
     /// enough to estimate costs, not to run.
     ShapeOnly { tensors: Vec<ShapeTensor>, bytes: u64 },
+    /// A tensor-parallel model (`--tp N`): the weights every rank holds
+    /// (norms, the embedding), stored once, and each rank's blocks of the
+    /// split ones (`ranks[r]`, the same names and local shapes on every
+    /// rank). Neither part is itself sharded.
+    Sharded { replicated: Box<Weights>, ranks: Vec<Weights> },
 }
 
 /// A weight of a shape-only artifact: its name, dtype (as stored in the
@@ -63,6 +68,29 @@ impl Weights {
         match self {
             Weights::Copied { bytes, .. } | Weights::ShapeOnly { bytes, .. } => *bytes,
             Weights::Linked { tensors, .. } => tensors.iter().fold(0u64, |a, t| a.saturating_add(t.length)),
+            Weights::Sharded { replicated, ranks } => {
+                ranks.iter().fold(replicated.bytes(), |a, r| a.saturating_add(r.bytes()))
+            }
+        }
+    }
+
+    /// The parts that hold data: itself, or a sharded model's replicated
+    /// part and every rank's.
+    pub fn parts(&self) -> Vec<&Weights> {
+        match self {
+            Weights::Sharded { replicated, ranks } => std::iter::once(replicated.as_ref()).chain(ranks).collect(),
+            w => vec![w],
+        }
+    }
+
+    /// Bytes one rank holds: everything, or for a sharded model the
+    /// replicated part and one rank's blocks.
+    pub fn bytes_per_rank(&self) -> u64 {
+        match self {
+            Weights::Sharded { replicated, ranks } => {
+                replicated.bytes().saturating_add(ranks.first().map_or(0, Weights::bytes))
+            }
+            w => w.bytes(),
         }
     }
 }
@@ -144,6 +172,22 @@ pub struct GraphEntry {
     pub parameters: Vec<TensorEntry>,
     pub outputs: Vec<TensorEntry>,
     pub instructions: usize,
+    /// The all-reduces in the graph (tensor parallelism), each over the
+    /// manifest's replica group.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub all_reduces: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +200,14 @@ pub struct Manifest {
     pub dtype: String,
     pub models: Vec<ModelEntry>,
     pub graphs: Vec<GraphEntry>,
+    /// Tensor-parallel ranks every graph runs on (`--tp`): each rank runs
+    /// the same program with its own weights, caches and `tp_rank` input.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub tp: usize,
+    /// The collective groups of the graphs' all-reduces (one group of all
+    /// ranks; empty at tp 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replica_groups: Vec<Vec<usize>>,
     /// Set for generation artifacts (prefill/decode/verify/fused graphs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speculation: Option<Speculation>,
@@ -179,6 +231,8 @@ impl Manifest {
             dtype: dtype.into(),
             models: vec![],
             graphs: vec![],
+            tp: 1,
+            replica_groups: vec![],
             speculation: None,
             tokenizer: None,
             inputs: None,
@@ -202,8 +256,10 @@ impl Manifest {
             v.extend(g.neuronx_cc.log.iter());
         }
         for m in &self.models {
-            if let Weights::Copied { file, .. } = &m.weights {
-                v.push(file);
+            for part in m.weights.parts() {
+                if let Weights::Copied { file, .. } = part {
+                    v.push(file);
+                }
             }
         }
         v.extend(self.tokenizer.iter());
@@ -212,6 +268,9 @@ impl Manifest {
 
     /// The first model without weight data (`--weights none`), if any.
     pub fn shape_only_model(&self) -> Option<&str> {
-        self.models.iter().find(|m| matches!(m.weights, Weights::ShapeOnly { .. })).map(|m| m.name.as_str())
+        self.models
+            .iter()
+            .find(|m| m.weights.parts().iter().any(|w| matches!(w, Weights::ShapeOnly { .. })))
+            .map(|m| m.name.as_str())
     }
 }

@@ -102,11 +102,62 @@ impl Artifact {
         Ok(graph)
     }
 
-    /// The weights of a model as a store (copied weights are checked first).
+    /// The weights of a model as a store (copied weights are checked first);
+    /// for a sharded model, rank 0's.
     pub fn weights(&self, model: &str) -> Result<WeightStore, ArtifactError> {
-        let m = self.manifest.model(model)?;
+        self.rank_weights(model, 0)
+    }
+
+    /// The weights rank `rank` holds of a model: all of them for a model
+    /// that is not sharded (replicated on every rank), else the replicated
+    /// ones and the rank's blocks.
+    pub fn rank_weights(&self, model: &str, rank: usize) -> Result<WeightStore, ArtifactError> {
+        let mut store = self.replicated_weights(model)?;
+        if let Some(blocks) = self.rank_blocks(model, rank)? {
+            for name in blocks.names().map(String::from).collect::<Vec<_>>() {
+                let e = blocks.get(&name).expect("listed");
+                store
+                    .insert(name, e.ty.clone(), e.bytes.clone())
+                    .map_err(|detail| ArtifactError::Inconsistent { dir: self.dir.display().to_string(), detail })?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The weights every rank of a sharded model holds alike (all of them
+    /// for a model that is not sharded).
+    pub fn replicated_weights(&self, model: &str) -> Result<WeightStore, ArtifactError> {
+        match &self.manifest.model(model)?.weights {
+            Weights::Sharded { replicated, .. } => self.store(model, replicated),
+            w => self.store(model, w),
+        }
+    }
+
+    /// Rank `rank`'s own blocks of a sharded model's split weights; `None`
+    /// for a model whose weights are whole on every rank.
+    pub fn rank_blocks(&self, model: &str, rank: usize) -> Result<Option<WeightStore>, ArtifactError> {
+        match &self.manifest.model(model)?.weights {
+            Weights::Sharded { ranks, .. } => {
+                let part = ranks.get(rank).ok_or_else(|| ArtifactError::Inconsistent {
+                    dir: self.dir.display().to_string(),
+                    detail: format!("model `{model}` has {} rank(s), rank {rank} was asked for", ranks.len()),
+                })?;
+                self.store(model, part).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The store of one part of a model's weights.
+    fn store(&self, model: &str, weights: &Weights) -> Result<WeightStore, ArtifactError> {
         let mut store = WeightStore::new();
-        match &m.weights {
+        match weights {
+            Weights::Sharded { .. } => {
+                return Err(ArtifactError::Inconsistent {
+                    dir: self.dir.display().to_string(),
+                    detail: format!("model `{model}` has sharded weights inside sharded weights"),
+                });
+            }
             Weights::ShapeOnly { .. } => {
                 return Err(ArtifactError::ShapeOnly { dir: self.dir.display().to_string(), model: model.into() });
             }

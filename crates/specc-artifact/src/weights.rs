@@ -81,15 +81,25 @@ pub fn link_weights(store: &WeightStore, names: &[String], outside: bool) -> Res
 /// Shape-only weights: names, dtypes (`dtype` replaces f32, as the artifact
 /// stores them) and shapes of `names`; nothing is read.
 pub fn shape_only_weights(store: &WeightStore, names: &[String], dtype: DType) -> Result<Weights, ArtifactError> {
-    let mut tensors = Vec::new();
-    let mut bytes = 0u64;
+    let mut decls = Vec::new();
     for n in names {
         let e = store.get(n).ok_or_else(|| ArtifactError::Missing { file: format!("weight declaration for `{n}`") })?;
-        let d = if e.ty.dtype == DType::F32 { dtype } else { e.ty.dtype };
-        let shape = e.ty.shape.as_fixed().expect("static");
+        decls.push((n.clone(), e.ty.clone()));
+    }
+    Ok(shape_only_from(&decls, dtype))
+}
+
+/// Shape-only weights from each weight's name and type (`dtype` replacing
+/// f32): a sharded model's rank blocks are described without cutting them.
+pub fn shape_only_from(decls: &[(String, specc_ir::TensorType)], dtype: DType) -> Weights {
+    let mut tensors = Vec::new();
+    let mut bytes = 0u64;
+    for (n, ty) in decls {
+        let d = if ty.dtype == DType::F32 { dtype } else { ty.dtype };
+        let shape = ty.shape.as_fixed().expect("static");
         let n_el = shape.iter().fold(1u64, |a, &b| a.saturating_mul(b as u64));
         bytes = bytes.saturating_add(n_el.saturating_mul(d.size_bytes() as u64));
         tensors.push(ShapeTensor { name: n.clone(), dtype: d.name().into(), shape });
     }
-    Ok(Weights::ShapeOnly { tensors, bytes })
+    Weights::ShapeOnly { tensors, bytes }
 }

@@ -37,6 +37,9 @@ pub enum CompileError {
     Specialize(#[from] specc_opt::OptError),
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// The draft cannot be split like the target; it can still run whole.
+    #[error("{0}\n  hint: --draft-placement replicated runs the whole draft on every rank instead")]
+    DraftShard(SpecError),
     #[error("graph `{graph}`: {source}")]
     Lower {
         graph: String,
@@ -108,7 +111,34 @@ pub struct CompileOptions {
     /// Read ONNX external data that lies outside the model's directory
     /// (refused by default, as onnxruntime does).
     pub allow_external_data_outside: bool,
+    /// Tensor-parallel ranks (`--tp`): the target is sharded across them.
+    pub tp: usize,
+    /// How the draft runs under tensor parallelism.
+    pub draft_placement: DraftPlacement,
 }
+
+/// Where the draft's weights live when the target is sharded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DraftPlacement {
+    /// Split like the target (two all-reduces per layer in each draft step).
+    Sharded,
+    /// Whole on every rank: no collectives in the K draft steps, but every
+    /// rank reads all of the draft's weights each step.
+    Replicated,
+}
+
+impl DraftPlacement {
+    pub fn parse(s: &str) -> Result<DraftPlacement, String> {
+        match s {
+            "sharded" => Ok(DraftPlacement::Sharded),
+            "replicated" => Ok(DraftPlacement::Replicated),
+            _ => Err(format!("`{s}`: the draft is `sharded` (like the target) or `replicated` (whole on every rank)")),
+        }
+    }
+}
+
+/// The tensor-parallel degrees `--tp` compiles.
+pub const TP_DEGREES: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
 
 impl Default for CompileOptions {
     fn default() -> Self {
@@ -120,6 +150,8 @@ impl Default for CompileOptions {
             neuronx: NeuronxOptions::default(),
             force: false,
             allow_external_data_outside: false,
+            tp: 1,
+            draft_placement: DraftPlacement::Sharded,
         }
     }
 }
@@ -322,6 +354,7 @@ impl Emitter<'_> {
             parameters,
             outputs,
             instructions: module.instruction_count(),
+            all_reduces: lowered.nodes().iter().filter(|n| matches!(n.op, Op::AllReduce { .. })).count(),
         };
         self.record_command(&mut entry);
         writeln!(self.report, "  graph {name:<20} {kind:<8} {:>6} HLO instructions", entry.instructions).unwrap();
@@ -452,6 +485,43 @@ impl Emitter<'_> {
     fn weights(&mut self, model: &str, store: &WeightStore) -> Result<Weights, CompileError> {
         let names: Vec<String> = self.used_weights.get(model).map(|s| s.iter().cloned().collect()).unwrap_or_default();
         self.pb.set_message(format!("writing the weights of {model}"));
+        self.weights_file(&format!("weights/{model}.safetensors"), store, &names)
+    }
+
+    /// The weights of a generation model: for a sharded one, the replicated
+    /// weights once and each rank's blocks in a file of its own.
+    fn model_weights(&mut self, m: &DecoderModel) -> Result<Weights, CompileError> {
+        let Some(sharding) = &m.sharding else { return self.weights(&m.role, &m.weights) };
+        let names: Vec<String> =
+            self.used_weights.get(&m.role).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let (split, whole): (Vec<String>, Vec<String>) =
+            names.into_iter().partition(|n| m.weight_role(n) != specc_opt::WeightRole::Replicated);
+        if self.o.weights == WeightMode::Link {
+            return Err(CompileError::Usage(format!(
+                "--weights link cannot be combined with --tp {}: a rank's block of a split weight is not one range of the source file (use --weights copy, which writes each rank's blocks, or --weights none)",
+                sharding.tp
+            )));
+        }
+        self.pb.set_message(format!("writing the replicated weights of {}", m.role));
+        let replicated = self.weights_file(&format!("weights/{}.safetensors", m.role), &m.weights, &whole)?;
+        let mut ranks = Vec::with_capacity(sharding.tp);
+        for r in 0..sharding.tp {
+            self.pb.set_message(format!("writing the weights of {} for rank {r} of {}", m.role, sharding.tp));
+            ranks.push(match self.o.weights {
+                WeightMode::None => specc_artifact::shape_only_from(&m.rank_weight_types(&split)?, self.o.dtype),
+                _ => {
+                    let store = m.rank_weights(&split, r)?;
+                    self.weights_file(&format!("weights/{}.rank{r}.safetensors", m.role), &store, &split)?
+                }
+            });
+        }
+        Ok(Weights::Sharded { replicated: Box::new(replicated), ranks })
+    }
+
+    /// `names` of `store` as the weight mode wants them (the file only for
+    /// copied weights).
+    fn weights_file(&mut self, file: &str, store: &WeightStore, names: &[String]) -> Result<Weights, CompileError> {
+        let names = names.to_vec();
         match (self.o.weights, self.o.dtype) {
             (WeightMode::Link, DType::BF16) => Err(CompileError::Usage(
                 "--weights link keeps the source's f32 weights; it cannot be combined with --dtype bf16".into(),
@@ -462,11 +532,9 @@ impl Emitter<'_> {
             (WeightMode::None, dtype) => Ok(specc_artifact::shape_only_weights(store, &names, dtype)?),
             (WeightMode::Copy, DType::BF16) => {
                 let converted = specc_opt::weights_to_bf16(store, &names).map_err(specc_opt::OptError::Ir)?;
-                Ok(self.staging.write_weights(&format!("weights/{model}.safetensors"), &converted, &names)?)
+                Ok(self.staging.write_weights(file, &converted, &names)?)
             }
-            (WeightMode::Copy, _) => {
-                Ok(self.staging.write_weights(&format!("weights/{model}.safetensors"), store, &names)?)
-            }
+            (WeightMode::Copy, _) => Ok(self.staging.write_weights(file, store, &names)?),
         }
     }
 
@@ -623,6 +691,14 @@ fn emitter<'a>(staging: Staging, out: &'a Path, o: &'a CompileOptions, pb: Progr
 /// One model, specialized to `--dim`s, as one graph named `model`.
 pub fn compile(model: &Path, out: &Path, o: &CompileOptions) -> Result<String, CompileError> {
     let t0 = Instant::now();
+    if o.tp != 1 {
+        // The sharding pass plans on the generation step graphs (it needs the
+        // cache layout to know which axis holds the heads).
+        return Err(CompileError::Usage(format!(
+            "--tp {} needs generation graphs: add --max-seq-len (the KV-cache capacity)",
+            o.tp
+        )));
+    }
     let bindings = specc_opt::Bindings::parse_flags(&o.dims).map_err(CompileError::Usage)?;
     let source = source_path(model);
     // Before any work: an output path specc may not write is refused now.
@@ -808,9 +884,47 @@ fn emit_generation(
     spec: &SpecConfig,
 ) -> Result<String, CompileError> {
     let t0 = Instant::now();
+    if !TP_DEGREES.contains(&o.tp) {
+        return Err(CompileError::Usage(format!("--tp {} is not one of {TP_DEGREES:?}", o.tp)));
+    }
     let mut e = emitter(staging, out, o, spinner("building the speculation graphs"));
     e.warn(warnings);
     e.roles = vec!["target", "draft"];
+    // Tensor parallelism: the target split across the ranks, the draft
+    // split alike or whole on every rank.
+    let sharded_target;
+    let sharded_draft;
+    let (target, draft) = if o.tp > 1 {
+        e.pb.set_message(format!("sharding the target across {} ranks", o.tp));
+        sharded_target = target.sharded(o.tp)?;
+        let t = sharded_target.sharding.as_ref().expect("sharded");
+        writeln!(
+            e.report,
+            "tensor parallel: tp {}, the target's {} KV heads as {} per rank, {} all-reduces per step",
+            o.tp, target.kv_heads, t.local_kv_heads, t.all_reduces_per_step
+        )
+        .unwrap();
+        let draft = match draft {
+            Some((d, source)) => {
+                let tp = if o.draft_placement == DraftPlacement::Sharded { o.tp } else { 1 };
+                sharded_draft = d.sharded(tp).map_err(CompileError::DraftShard)?;
+                writeln!(
+                    e.report,
+                    "tensor parallel: the draft is {}",
+                    match &sharded_draft.sharding {
+                        Some(s) => format!("sharded like the target ({} all-reduces per step)", s.all_reduces_per_step),
+                        None => "replicated on every rank (no collectives in its steps)".into(),
+                    }
+                )
+                .unwrap();
+                Some((&sharded_draft, source))
+            }
+            None => None,
+        };
+        (&sharded_target, draft)
+    } else {
+        (target, draft)
+    };
     if let Some((bytes, origin)) = &sources.tokenizer {
         let text = Text::from_bytes(bytes, origin)?;
         text.check_model_vocab(target.vocab)?;
@@ -833,10 +947,14 @@ fn emit_generation(
         let entry = e.graph(&b.name, model, b.kind, BTreeMap::new(), &b.graph, &b.aliases)?;
         manifest.graphs.push(entry);
     }
-    let weights = e.weights("target", &target.weights)?;
+    if o.tp > 1 {
+        manifest.tp = o.tp;
+        manifest.replica_groups = vec![(0..o.tp).collect()];
+    }
+    let weights = e.model_weights(target)?;
     manifest.models.push(ModelEntry { name: "target".into(), source: sources.target.clone(), weights });
     if let Some((d, source)) = draft {
-        let weights = e.weights("draft", &d.weights)?;
+        let weights = e.model_weights(d)?;
         manifest.models.push(ModelEntry { name: "draft".into(), source: source.into(), weights });
     }
     if let Some((bytes, _)) = &sources.tokenizer {

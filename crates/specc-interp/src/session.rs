@@ -139,8 +139,14 @@ impl<B: Backend> Session<B> {
     /// This session as rank `rank` of `group`: its all-reduce nodes meet the
     /// other ranks' (each rank runs on its own thread).
     pub fn as_rank(mut self, group: std::sync::Arc<crate::RankGroup>, rank: usize) -> Session<B> {
-        self.rank = Some((group, rank));
+        self.set_rank(group, rank);
         self
+    }
+
+    /// Moves this session into `group` as rank `rank` (a group that a
+    /// failing rank poisoned is replaced this way).
+    pub fn set_rank(&mut self, group: std::sync::Arc<crate::RankGroup>, rank: usize) {
+        self.rank = Some((group, rank));
     }
 
     /// A session over weights already uploaded (shared by several graphs of

@@ -36,7 +36,7 @@ pub use builder::{Copy, GraphBuilder, Rewrite};
 pub use error::IrError;
 pub use graph::{Graph, GraphOutput, Node, NodeId, WeightDecl};
 pub use literal::{Literal, LiteralData, LiteralError, bf16_from_f32, bf16_to_f32, round_bf16};
-pub use op::{BinaryOp, CompareDir, DotDims, Op, ReduceOp, UnaryOp};
+pub use op::{BinaryOp, CompareDir, DotDims, Op, RANK_INPUT, ReduceOp, UnaryOp};
 pub use serialize::FORMAT_VERSION;
 pub use types::{DType, Dim, Shape, TensorType};
 pub use weights::{WeightBytes, WeightEntry, WeightStore};

@@ -381,3 +381,8 @@ impl Op {
         }
     }
 }
+
+/// The name of a tensor-parallel rank program's own index input (an s32
+/// scalar): the one input that differs between ranks. Backends bind it; the
+/// program never asks the device who it is (no ReplicaId, as AWS's stack).
+pub const RANK_INPUT: &str = "tp_rank";

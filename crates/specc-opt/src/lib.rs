@@ -21,5 +21,8 @@ mod specialize;
 pub use bf16::{to_bf16, to_bf16_graph, weights_to_bf16};
 pub use cse::cse;
 pub use narrow::{DEFAULT_INPUT_RANGE, NarrowReport, narrow_to_s32};
-pub use shard::{Layout, RANK_INPUT, ShardError, ShardPlan, Sharded, WeightRole, plan as shard_plan, shard};
+pub use shard::{
+    Layout, RANK_INPUT, ShardError, ShardPlan, Sharded, WeightRole, local_weight_type, plan as shard_plan,
+    rank_weights, shard, shard_program, weight_block,
+};
 pub use specialize::{Bindings, OptError, Report, fold, freeze_inputs, specialize};

@@ -571,9 +571,13 @@ impl<'g> Walk<'g> {
                 Layout::Split(a) => {
                     if let Some(k) = d.lhs_contract.iter().position(|&c| c == a) {
                         if self.blocks[l.index()] != self.tp {
+                            let blocks = self.blocks[l.index()];
                             return Err(self.fail(
                                 id,
-                                "a row-parallel product of an activation split into fewer blocks than ranks",
+                                format!(
+                                    "its input is {blocks} heads, which {} ranks do not share evenly: choose a tp that divides the query heads ({blocks}); padding query heads is not implemented",
+                                    self.tp
+                                ),
                             ));
                         }
                         self.split_free(id, r, d.rhs_contract[k], false)?;
@@ -767,8 +771,7 @@ pub struct Sharded {
     pub rank_input: Option<String>,
 }
 
-/// The name of the per-rank index input.
-pub const RANK_INPUT: &str = "tp_rank";
+pub use specc_ir::RANK_INPUT;
 
 impl ShardPlan {
     /// The layout the rank program gives node `i`: a plan layout, or for a
@@ -808,6 +811,14 @@ fn local_dims(global: &[usize], layout: Layout, blocks: usize) -> Vec<usize> {
 /// Writes the rank program of `g` under `plan`, and every rank's weights
 /// from `store`.
 pub fn shard(g: &Graph, store: &specc_ir::WeightStore, plan: &ShardPlan) -> Result<Sharded, ShardError> {
+    let (graph, rank_input) = shard_program(g, plan)?;
+    let weights = (0..plan.tp).map(|r| rank_weights(g, store, plan, r)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Sharded { graph, weights, rank_input })
+}
+
+/// The rank program of `g` under `plan` alone (no weight data is read), and
+/// the name of its rank input.
+pub fn shard_program(g: &Graph, plan: &ShardPlan) -> Result<(Graph, Option<String>), ShardError> {
     use specc_ir::{GraphBuilder, Literal, TensorType};
     let tp = plan.tp;
     let fail = |id: usize, why: String| {
@@ -966,51 +977,76 @@ pub fn shard(g: &Graph, store: &specc_ir::WeightStore, plan: &ShardPlan) -> Resu
         b.output(o.name.clone(), id).map_err(ir(i))?;
     }
     let graph = b.finish().map_err(ir(0))?;
-    // Each rank's weights: its block of every split weight.
-    let mut weights = vec![specc_ir::WeightStore::new(); tp];
-    for (w, decl) in g.weights().iter().enumerate() {
-        let entry = store.get(&decl.name).ok_or_else(|| ShardError {
-            node: decl.name.clone(),
-            op: "weight",
-            tp,
-            why: "no data for it".into(),
-        })?;
-        let wdims = decl.ty.shape.as_fixed().unwrap_or_default();
-        let bad = |why: String| ShardError { node: decl.name.clone(), op: "weight", tp, why };
-        match plan.weights[w].split_axis() {
-            None => {
-                for store in &mut weights {
-                    store.insert(decl.name.clone(), decl.ty.clone(), entry.bytes.clone()).map_err(bad)?;
-                }
-            }
-            Some(a) => {
-                let bytes = entry.bytes.read().map_err(|e| bad(format!("reading it: {e}")))?;
-                let esz = decl.ty.dtype.size_bytes();
-                let outer: usize = wdims[..a].iter().product();
-                let inner: usize = wdims[a + 1..].iter().product::<usize>() * esz;
-                let (blocks, segments) = match plan.weights[w] {
-                    WeightRole::Columns { blocks, segments, .. } => (blocks, segments),
-                    _ => (tp, 1),
-                };
-                let segment = wdims[a] / segments;
-                let block = segment / blocks;
-                let ty = TensorType::fixed(decl.ty.dtype, &local_dims(&wdims, Layout::Split(a), blocks));
-                for (r, store) in weights.iter_mut().enumerate() {
-                    // A block shared by tp / blocks consecutive ranks.
-                    let index = r / (tp / blocks);
-                    let mut out = Vec::with_capacity(outer * segments * block * inner);
-                    for o in 0..outer {
-                        for k in 0..segments {
-                            let start = (o * wdims[a] + k * segment + index * block) * inner;
-                            out.extend_from_slice(&bytes[start..start + block * inner]);
-                        }
-                    }
-                    store
-                        .insert(decl.name.clone(), ty.clone(), specc_ir::WeightBytes::Owned(std::sync::Arc::new(out)))
-                        .map_err(bad)?;
-                }
-            }
+    Ok((graph, rank_input.map(|_| RANK_INPUT.to_string())))
+}
+
+/// Rank `rank`'s block of one weight's little-endian bytes under `role`
+/// (the whole weight when it is replicated), and its local type.
+pub fn weight_block(
+    ty: &specc_ir::TensorType,
+    bytes: &[u8],
+    role: WeightRole,
+    tp: usize,
+    rank: usize,
+) -> (specc_ir::TensorType, Vec<u8>) {
+    let Some(a) = role.split_axis() else { return (ty.clone(), bytes.to_vec()) };
+    let wdims = ty.shape.as_fixed().unwrap_or_default();
+    let esz = ty.dtype.size_bytes();
+    let outer: usize = wdims[..a].iter().product();
+    let inner: usize = wdims[a + 1..].iter().product::<usize>() * esz;
+    let (blocks, segments) = match role {
+        WeightRole::Columns { blocks, segments, .. } => (blocks, segments),
+        _ => (tp, 1),
+    };
+    let segment = wdims[a] / segments;
+    let block = segment / blocks;
+    // A block shared by tp / blocks consecutive ranks.
+    let index = rank / (tp / blocks);
+    let mut out = Vec::with_capacity(outer * segments * block * inner);
+    for o in 0..outer {
+        for k in 0..segments {
+            let start = (o * wdims[a] + k * segment + index * block) * inner;
+            out.extend_from_slice(&bytes[start..start + block * inner]);
         }
     }
-    Ok(Sharded { graph, weights, rank_input: rank_input.map(|_| RANK_INPUT.to_string()) })
+    (local_weight_type(ty, role, tp), out)
+}
+
+/// A weight's type on one rank under `role`.
+pub fn local_weight_type(ty: &specc_ir::TensorType, role: WeightRole, tp: usize) -> specc_ir::TensorType {
+    let wdims = ty.shape.as_fixed().unwrap_or_default();
+    match role {
+        WeightRole::Replicated => ty.clone(),
+        WeightRole::Columns { axis, blocks, .. } => {
+            specc_ir::TensorType::fixed(ty.dtype, &local_dims(&wdims, Layout::Split(axis), blocks))
+        }
+        WeightRole::Rows { axis } => {
+            specc_ir::TensorType::fixed(ty.dtype, &local_dims(&wdims, Layout::Split(axis), tp))
+        }
+    }
+}
+
+/// Rank `rank`'s weights of `g` under `plan`, from `store`: replicated ones
+/// shared (not copied), split ones cut (read once).
+pub fn rank_weights(
+    g: &Graph,
+    store: &specc_ir::WeightStore,
+    plan: &ShardPlan,
+    rank: usize,
+) -> Result<specc_ir::WeightStore, ShardError> {
+    let tp = plan.tp;
+    let mut out = specc_ir::WeightStore::new();
+    for (w, decl) in g.weights().iter().enumerate() {
+        let bad = |why: String| ShardError { node: decl.name.clone(), op: "weight", tp, why };
+        let entry = store.get(&decl.name).ok_or_else(|| bad("no data for it".into()))?;
+        let role = plan.weights[w];
+        if role.split_axis().is_none() {
+            out.insert(decl.name.clone(), decl.ty.clone(), entry.bytes.clone()).map_err(bad)?;
+            continue;
+        }
+        let bytes = entry.bytes.read().map_err(|e| bad(format!("reading it: {e}")))?;
+        let (ty, block) = weight_block(&decl.ty, &bytes, role, tp, rank);
+        out.insert(decl.name.clone(), ty, specc_ir::WeightBytes::Owned(std::sync::Arc::new(block))).map_err(bad)?;
+    }
+    Ok(out)
 }

@@ -16,7 +16,8 @@
 
 use crate::build::{Emit, R};
 use specc_ir::{BinaryOp, CompareDir, DType, Graph, GraphBuilder, IrError, NodeId, Op, WeightDecl, WeightStore};
-use std::collections::HashMap;
+use specc_opt::WeightRole;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -39,11 +40,16 @@ pub enum SpecError {
         #[source]
         source: specc_opt::OptError,
     },
+    /// (The cause is in the message, not a `source`: it is the whole story,
+    /// and a report would print it twice.)
+    #[error("model `{model}` at --tp {tp}: {why}")]
+    Shard { model: String, tp: usize, why: specc_opt::ShardError },
     #[error(transparent)]
     Ir(#[from] IrError),
 }
 
 /// A with-past decoder export and the facts the speculation graphs need.
+#[derive(Clone)]
 pub struct DecoderModel {
     /// `target` or `draft`: prefixes its weights in graphs that hold both.
     pub role: String,
@@ -54,6 +60,23 @@ pub struct DecoderModel {
     pub kv_heads: usize,
     pub head_dim: usize,
     pub vocab: usize,
+    /// Set when the model's graphs are tensor-parallel (see [`Sharding`]).
+    pub sharding: Option<Sharding>,
+}
+
+/// How a model is split across `tp` ranks, found by the sharding pass on
+/// one of its steps and required of every other step (all of a model's
+/// graphs share its weights, so they must split them alike).
+#[derive(Clone, Debug)]
+pub struct Sharding {
+    pub tp: usize,
+    /// By weight name (as the export names it).
+    pub roles: BTreeMap<String, WeightRole>,
+    /// KV heads in each rank's cache (all of them / tp, or one when heads
+    /// are replicated across ranks).
+    pub local_kv_heads: usize,
+    /// All-reduces in one step (two per layer).
+    pub all_reduces_per_step: usize,
 }
 
 impl DecoderModel {
@@ -99,15 +122,120 @@ impl DecoderModel {
             .last()
             .and_then(|d| d.fixed())
             .ok_or_else(|| err("its logits have no static vocabulary dim".into()))?;
-        Ok(DecoderModel { role: role.into(), graph, weights, caches, kv_heads, head_dim, vocab })
+        Ok(DecoderModel { role: role.into(), graph, weights, caches, kv_heads, head_dim, vocab, sharding: None })
     }
 
     pub fn layers(&self) -> usize {
         self.caches.len() / 2
     }
 
-    /// The export specialized to batch 1, `t` new tokens and a past of `c`.
+    /// This model split across `tp` ranks: its steps become rank programs
+    /// (local shapes, all-reduces, a `tp_rank` input) and its weights are
+    /// cut per rank. Where the pass cannot prove a split it refuses, naming
+    /// the node.
+    pub fn sharded(&self, tp: usize) -> Result<DecoderModel, SpecError> {
+        let mut m = self.clone();
+        m.sharding = None;
+        if tp <= 1 {
+            return Ok(m);
+        }
+        // A small decode step: the split depends on the structure, not on
+        // the sequence or the cache length.
+        let step = self.step_graph(1, 8)?;
+        let plan = self.plan(&step, tp)?;
+        let (local, _) = specc_opt::shard_program(&step, &plan).map_err(|e| self.shard_error(tp, e))?;
+        let cache = local.param_by_name(&self.caches[0].0).expect("a cache input").1;
+        let local_kv_heads = local.ty(cache).shape.as_fixed().expect("static")[1];
+        let roles = step.weights().iter().zip(&plan.weights).map(|(w, r)| (w.name.clone(), *r)).collect();
+        m.sharding = Some(Sharding { tp, roles, local_kv_heads, all_reduces_per_step: plan.all_reduces.len() });
+        Ok(m)
+    }
+
+    fn shard_error(&self, tp: usize, source: specc_opt::ShardError) -> SpecError {
+        SpecError::Shard { model: self.role.clone(), tp, why: source }
+    }
+
+    /// The sharding plan of one of this model's (unsharded) steps.
+    fn plan(&self, step: &Graph, tp: usize) -> Result<specc_opt::ShardPlan, SpecError> {
+        let past: Vec<&str> = self.caches.iter().map(|(p, _)| p.as_str()).collect();
+        let present: Vec<&str> = self.caches.iter().map(|(_, p)| p.as_str()).collect();
+        specc_opt::shard_plan(step, tp, &past, &present).map_err(|e| self.shard_error(tp, e))
+    }
+
+    /// One rank's weights (`names` only): replicated ones shared, split ones
+    /// cut out (each read once per rank).
+    pub fn rank_weights(&self, names: &[String], rank: usize) -> Result<WeightStore, SpecError> {
+        let Some(s) = &self.sharding else { return Ok(self.weights.clone()) };
+        let mut out = WeightStore::new();
+        for name in names {
+            let role = s.roles.get(name).copied().unwrap_or(WeightRole::Replicated);
+            let bad = |why: String| SpecError::Shard {
+                model: self.role.clone(),
+                tp: s.tp,
+                why: specc_opt::ShardError { node: name.clone(), op: "weight", tp: s.tp, why },
+            };
+            let e = self.weights.get(name).ok_or_else(|| bad("no data for it".into()))?;
+            if role == WeightRole::Replicated {
+                out.insert(name.clone(), e.ty.clone(), e.bytes.clone()).map_err(bad)?;
+                continue;
+            }
+            let bytes = e.bytes.read().map_err(|e| bad(format!("reading it: {e}")))?;
+            let (ty, block) = specc_opt::weight_block(&e.ty, &bytes, role, s.tp, rank);
+            out.insert(name.clone(), ty, specc_ir::WeightBytes::Owned(std::sync::Arc::new(block))).map_err(bad)?;
+        }
+        Ok(out)
+    }
+
+    /// The name and local type of each of `names` on one rank (the same on
+    /// every rank); nothing is read.
+    pub fn rank_weight_types(&self, names: &[String]) -> Result<Vec<(String, specc_ir::TensorType)>, SpecError> {
+        let tp = self.sharding.as_ref().map_or(1, |s| s.tp);
+        names
+            .iter()
+            .map(|n| {
+                let e = self.weights.get(n).ok_or_else(|| SpecError::Shard {
+                    model: self.role.clone(),
+                    tp,
+                    why: specc_opt::ShardError { node: n.clone(), op: "weight", tp, why: "no data for it".into() },
+                })?;
+                Ok((n.clone(), specc_opt::local_weight_type(&e.ty, self.weight_role(n), tp)))
+            })
+            .collect()
+    }
+
+    /// The role of weight `name` (replicated when the model is not sharded).
+    pub fn weight_role(&self, name: &str) -> WeightRole {
+        self.sharding.as_ref().and_then(|s| s.roles.get(name).copied()).unwrap_or(WeightRole::Replicated)
+    }
+
+    /// The step of `t` new tokens after a cache of `c`: the export
+    /// specialized, and for a sharded model its rank program (whose weight
+    /// split must be the model's).
     pub fn step_graph(&self, t: usize, c: usize) -> Result<Graph, SpecError> {
+        let g = self.unsharded_step(t, c)?;
+        let Some(s) = &self.sharding else { return Ok(g) };
+        let plan = self.plan(&g, s.tp)?;
+        for (w, role) in g.weights().iter().zip(&plan.weights) {
+            if s.roles.get(&w.name) != Some(role) {
+                return Err(self.shard_error(
+                    s.tp,
+                    specc_opt::ShardError {
+                        node: w.name.clone(),
+                        op: "weight",
+                        tp: s.tp,
+                        why: format!(
+                            "the step of {t} tokens splits it as {role:?}, the decode step as {:?}",
+                            s.roles.get(&w.name)
+                        ),
+                    },
+                ));
+            }
+        }
+        Ok(specc_opt::shard_program(&g, &plan).map_err(|e| self.shard_error(s.tp, e))?.0)
+    }
+
+    /// The export specialized to batch 1, `t` new tokens and a past of `c`.
+    fn unsharded_step(&self, t: usize, c: usize) -> Result<Graph, SpecError> {
         let ids = self.graph.ty(self.graph.param_by_name("input_ids").expect("checked").1).shape.0.clone();
         let past = self.graph.ty(self.graph.param_by_name(&self.caches[0].0).expect("checked").1).shape.0.clone();
         let mut b = specc_opt::Bindings::new();
@@ -127,7 +255,8 @@ impl DecoderModel {
 
     /// The shape of one cache tensor at capacity `c`.
     pub fn cache_dims(&self, c: usize) -> [usize; 4] {
-        [1, self.kv_heads, c, self.head_dim]
+        let heads = self.sharding.as_ref().map_or(self.kv_heads, |s| s.local_kv_heads);
+        [1, heads, c, self.head_dim]
     }
 
     /// The name a weight of this model has in a graph holding several.
@@ -187,6 +316,7 @@ pub fn emit_step(
             "input_ids" => e.convert(tokens, step.ty(p).dtype)?,
             "attention_mask" => e.convert(mask, step.ty(p).dtype)?,
             "position_ids" => e.convert(positions, step.ty(p).dtype)?,
+            specc_opt::RANK_INPUT => rank_param(e.b)?,
             other => match m.caches.iter().position(|(past, _)| past == other) {
                 Some(i) => caches[i],
                 None => {
@@ -217,4 +347,13 @@ pub fn emit_step(
         updated.push(e.add("cache_update", Op::DynamicUpdateSlice, &[caches[i], fresh, zero, zero, pos_s, zero])?);
     }
     Ok((logits, updated))
+}
+
+/// The graph's `tp_rank` input (an s32 scalar), declared on first use: a
+/// graph holding several sharded steps feeds them all the same rank.
+fn rank_param(b: &mut GraphBuilder) -> R<NodeId> {
+    match b.graph().param_by_name(specc_opt::RANK_INPUT) {
+        Some((_, id)) => Ok(id),
+        None => b.parameter(specc_opt::RANK_INPUT, specc_ir::TensorType::scalar(DType::I32)),
+    }
 }

@@ -13,7 +13,7 @@ pub mod graphs;
 pub mod sampling;
 
 pub use build::Emit;
-pub use cache::{DecoderModel, SharedWeights, SpecError, emit_step};
+pub use cache::{DecoderModel, Sharding, SharedWeights, SpecError, emit_step};
 pub use graphs::BuiltGraph;
 
 /// What to build.
