@@ -223,6 +223,8 @@ enum Slot {
     State(String),
     /// A resident weight of (model, name).
     Weight(String, String),
+    /// The device's tensor-parallel rank (resident, uploaded at load).
+    Rank,
 }
 
 /// Where each output goes.
@@ -266,8 +268,13 @@ pub struct Pjrt {
     // Drop order: executables and buffers before the client, the client
     // before the plugin (each holds the plugin's Arc).
     graphs: HashMap<String, Loaded>,
-    weights: HashMap<(String, String), Buffer>,
-    state: HashMap<String, Buffer>,
+    /// Per (model, name), one buffer per device (tensor-parallel rank):
+    /// each rank's block of a split weight, a copy of a replicated one.
+    weights: HashMap<(String, String), Vec<Buffer>>,
+    /// Per state name, one buffer per device.
+    state: HashMap<String, Vec<Buffer>>,
+    /// Each device's rank as an s32 scalar (for programs that take it).
+    ranks: Vec<Buffer>,
     /// Graphs read and checksummed at load, compiled when first prepared.
     pending: HashMap<String, (GraphEntry, Vec<u8>)>,
     cache: Option<CacheDir>,
@@ -283,6 +290,7 @@ impl Pjrt {
             graphs: HashMap::new(),
             weights: HashMap::new(),
             state: HashMap::new(),
+            ranks: Vec::new(),
             pending: HashMap::new(),
             cache: None,
             client: None,
@@ -300,23 +308,32 @@ impl Pjrt {
         &self.stats
     }
 
-    /// The device address of a state buffer (tests check that donation
-    /// updates the cache in place).
+    /// The device address of a state buffer on device 0 (tests check that
+    /// donation updates the cache in place).
     pub fn state_address(&self, name: &str) -> Option<usize> {
-        self.state.get(name).and_then(|b| b.address().ok())
+        self.state.get(name)?.first().and_then(|b| b.address().ok())
     }
 
-    /// A state buffer read back (for checking the loop against others).
+    /// Device 0's state buffer read back (for checking the loop against
+    /// others); under tensor parallelism, rank 0's block.
     pub fn state(&self, name: &str, dtype: DType, shape: &[usize]) -> Option<Literal> {
-        let bytes = self.state.get(name)?.download(dtype.size_bytes() * shape.iter().product::<usize>()).ok()?;
+        let b = self.state.get(name)?.first()?;
+        let bytes = b.download(dtype.size_bytes() * shape.iter().product::<usize>()).ok()?;
         Literal::from_le_bytes(dtype, shape.to_vec(), &bytes).ok()
+    }
+
+    /// The devices the artifact runs on (its tp).
+    pub fn devices(&self) -> usize {
+        self.ranks.len().max(1)
     }
 
     fn load_all(&mut self, artifact: &Artifact) -> Result<(), BackendError> {
         let t0 = Instant::now();
         let (path, how) = find_plugin(self.options.plugin.as_ref())?;
         let plugin = Plugin::open(&path)?;
-        let devices = self.options.devices.max(1);
+        // One device per tensor-parallel rank.
+        let devices = self.options.devices.max(artifact.manifest.tp).max(1);
+        self.options.devices = devices;
         // The CPU plugin makes 4 devices unless told; other plugins refuse
         // options they do not know.
         let cpu = path.file_name().is_some_and(|n| n.to_string_lossy().contains("cpu"));
@@ -359,25 +376,31 @@ impl Pjrt {
             if used.is_empty() {
                 continue;
             }
-            let store = artifact.weights(&m.name)?;
-            for p in used {
-                let key = (m.name.clone(), p.name.clone());
-                if self.weights.contains_key(&key) {
-                    continue;
+            for rank in 0..devices {
+                let store = artifact.rank_weights(&m.name, rank)?;
+                for p in &used {
+                    let key = (m.name.clone(), p.name.clone());
+                    if self.weights.get(&key).is_some_and(|b| b.len() > rank) {
+                        continue;
+                    }
+                    let e = store.get(&p.name).ok_or_else(|| PjrtBackendError::Graph {
+                        graph: m.name.clone(),
+                        message: format!("no weight `{}` in model `{}`", p.name, m.name),
+                    })?;
+                    let bytes = e
+                        .bytes
+                        .read()
+                        .map_err(|source| specc_artifact::ArtifactError::Io { path: p.name.clone(), source })?;
+                    let shape = e.ty.shape.as_fixed().unwrap_or_default();
+                    let b = client.upload(&bytes, element_type(e.ty.dtype), &dims(&shape), rank)?;
+                    self.stats.weight_bytes += bytes.len() as u64;
+                    self.weights.entry(key).or_default().push(b);
                 }
-                let e = store.get(&p.name).ok_or_else(|| PjrtBackendError::Graph {
-                    graph: m.name.clone(),
-                    message: format!("no weight `{}` in model `{}`", p.name, m.name),
-                })?;
-                let bytes = e
-                    .bytes
-                    .read()
-                    .map_err(|source| specc_artifact::ArtifactError::Io { path: p.name.clone(), source })?;
-                let shape = e.ty.shape.as_fixed().unwrap_or_default();
-                let b = client.upload(&bytes, element_type(e.ty.dtype), &dims(&shape), 0)?;
-                self.stats.weight_bytes += bytes.len() as u64;
-                self.weights.insert(key, b);
             }
+        }
+        for rank in 0..devices {
+            let r = (rank as i32).to_le_bytes();
+            self.ranks.push(client.upload(&r, element_type(DType::I32), &[], rank)?);
         }
         // State (KV caches), zeroed once.
         for entry in &artifact.manifest.graphs {
@@ -389,9 +412,12 @@ impl Pjrt {
                 }
                 let dtype = entry_dtype(entry, param)?;
                 let z = zeros(dtype, &param.shape);
-                self.stats.state_bytes += z.len() as u64;
-                let b = client.upload(&z, element_type(dtype), &dims(&param.shape), 0)?;
-                self.state.insert(param.name.clone(), b);
+                let mut per_device = Vec::with_capacity(devices);
+                for rank in 0..devices {
+                    self.stats.state_bytes += z.len() as u64;
+                    per_device.push(client.upload(&z, element_type(dtype), &dims(&param.shape), rank)?);
+                }
+                self.state.insert(param.name.clone(), per_device);
             }
         }
         self.client = Some(client);
@@ -505,6 +531,8 @@ fn plan(entry: &GraphEntry, exe: Executable) -> Result<Loaded, PjrtBackendError>
         } else if let Some(name) = state_params.get(&i) {
             donate.push(i);
             Slot::State(name.clone())
+        } else if p.name == specc_ir::RANK_INPUT {
+            Slot::Rank
         } else {
             Slot::Input { name: p.name.clone(), dtype: entry_dtype(entry, p)?, shape: p.shape.clone() }
         });
@@ -622,6 +650,7 @@ impl Backend for Pjrt {
             self.graphs.clear();
             self.weights.clear();
             self.state.clear();
+            self.ranks.clear();
             self.pending.clear();
             self.cache = None;
             self.client = None;
@@ -637,12 +666,14 @@ impl Backend for Pjrt {
         if !self.graphs.contains_key(graph) {
             self.prepare_graphs(&[graph.to_string()])?;
         }
-        let Pjrt { graphs, weights, state, client, stats, .. } = self;
+        let Pjrt { graphs, weights, state, ranks, client, stats, .. } = self;
         let g = graphs.get(graph).ok_or_else(|| BackendError::NoGraph(graph.into()))?;
         let client = client.as_ref().ok_or_else(|| BackendError::NoGraph(graph.into()))?;
         let err = |message: String| PjrtBackendError::Graph { graph: graph.into(), message };
-        // Per-call inputs first (owned here for the call), then the list.
-        let mut uploaded: Vec<Buffer> = Vec::new();
+        let devices = ranks.len().max(1);
+        // Per-call inputs first (owned here for the call; the same values
+        // on every device), then one argument list per device.
+        let mut uploaded: Vec<Vec<Buffer>> = (0..devices).map(|_| Vec::new()).collect();
         for s in &g.slots {
             if let Slot::Input { name, dtype, shape } = s {
                 let lit = inputs
@@ -659,40 +690,64 @@ impl Backend for Pjrt {
                     .into());
                 }
                 let bytes = lit.to_le_bytes();
-                stats.bytes_to_device += bytes.len() as u64;
-                uploaded.push(client.upload(&bytes, element_type(*dtype), &dims(shape), 0)?);
+                for (d, up) in uploaded.iter_mut().enumerate() {
+                    stats.bytes_to_device += bytes.len() as u64;
+                    up.push(client.upload(&bytes, element_type(*dtype), &dims(shape), d)?);
+                }
             }
         }
         let outputs = {
-            let mut next_input = uploaded.iter();
-            let mut args: Vec<&Buffer> = Vec::with_capacity(g.slots.len());
-            for s in &g.slots {
-                args.push(match s {
-                    Slot::Input { .. } => next_input.next().expect("one upload per input"),
-                    Slot::State(name) => state.get(name).ok_or_else(|| err(format!("no state `{name}`")))?,
-                    Slot::Weight(m, w) => weights
-                        .get(&(m.clone(), w.clone()))
-                        .ok_or_else(|| err(format!("no weight `{w}` of model `{m}`")))?,
-                });
+            let mut lists: Vec<Vec<&Buffer>> = Vec::with_capacity(devices);
+            for (d, up) in uploaded.iter().enumerate() {
+                let mut next_input = up.iter();
+                let mut args: Vec<&Buffer> = Vec::with_capacity(g.slots.len());
+                for s in &g.slots {
+                    args.push(match s {
+                        Slot::Input { .. } => next_input.next().expect("one upload per input"),
+                        Slot::State(name) => state
+                            .get(name)
+                            .and_then(|b| b.get(d))
+                            .ok_or_else(|| err(format!("no state `{name}` on device {d}")))?,
+                        Slot::Weight(m, w) => weights
+                            .get(&(m.clone(), w.clone()))
+                            .and_then(|b| b.get(d))
+                            .ok_or_else(|| err(format!("no weight `{w}` of model `{m}` on device {d}")))?,
+                        Slot::Rank => ranks.get(d).ok_or_else(|| err(format!("no rank on device {d}")))?,
+                    });
+                }
+                lists.push(args);
             }
-            g.exe.execute(&[args], &g.donate, g.outs.len()).map_err(|e| err(e.to_string()))?
+            g.exe.execute(&lists, &g.donate, g.outs.len()).map_err(|e| err(e.to_string()))?
         };
         stats.executions += 1;
         drop(uploaded);
+        if outputs.len() != devices {
+            return Err(err(format!("the program returned outputs for {} of {devices} devices", outputs.len())).into());
+        }
         let mut returned = Vec::new();
-        for (o, b) in g.outs.iter().zip(outputs.into_iter().next().unwrap_or_default()) {
-            match o {
-                // The donated cache's handle is now deleted; the output
-                // (its memory, updated in place) takes its place.
-                Out::State(name) => {
-                    state.insert(name.clone(), b);
-                }
-                Out::Host { name, dtype, shape } => {
-                    let bytes = b.download(dtype.size_bytes() * shape.iter().product::<usize>())?;
-                    stats.bytes_to_host += bytes.len() as u64;
-                    let lit = Literal::from_le_bytes(*dtype, shape.clone(), &bytes)
-                        .map_err(|e| err(format!("output `{name}`: {e}")))?;
-                    returned.push((name.clone(), lit));
+        for (d, device_outputs) in outputs.into_iter().enumerate() {
+            for (o, b) in g.outs.iter().zip(device_outputs) {
+                match o {
+                    // The donated cache's handle is now deleted; the output
+                    // (its memory, updated in place) takes its place.
+                    Out::State(name) => {
+                        let slot = state
+                            .get_mut(name)
+                            .and_then(|v| v.get_mut(d))
+                            .ok_or_else(|| err(format!("no state `{name}` on device {d}")))?;
+                        *slot = b;
+                    }
+                    // Every rank holds the same tokens and counts (what they
+                    // are decided from is all-reduced): only device 0's
+                    // cross to the host.
+                    Out::Host { name, dtype, shape } if d == 0 => {
+                        let bytes = b.download(dtype.size_bytes() * shape.iter().product::<usize>())?;
+                        stats.bytes_to_host += bytes.len() as u64;
+                        let lit = Literal::from_le_bytes(*dtype, shape.clone(), &bytes)
+                            .map_err(|e| err(format!("output `{name}`: {e}")))?;
+                        returned.push((name.clone(), lit));
+                    }
+                    Out::Host { .. } => {}
                 }
             }
         }
