@@ -252,3 +252,49 @@ fn from_bench_uses_the_measured_per_position_acceptance() {
         assert!((got - want).abs() < 1e-9, "K={k}: expected tokens {got}, 1 + measured rates = {want}");
     }
 }
+
+/// An artifact compiled with `--tp 2` is costed from its own rank programs:
+/// each graph's collectives are its all-reduce nodes (the manifest's
+/// count), the weights each rank reads are its blocks (about half of the
+/// unsharded artifact's, plus what stays whole), and `--tp` cannot move it
+/// to another degree. The unsharded artifact estimated at `--tp 2` (the
+/// analytic split) is the independent check.
+#[test]
+fn a_tensor_parallel_artifact_is_costed_from_its_rank_programs() {
+    let (one, two) = (tmp("tp1"), tmp("tp2"));
+    compile_pair(&one, &[]);
+    compile_pair(&two, &["--tp", "2"]);
+    let inst = ["--acceptance", "0.8"];
+    let analytic = estimate(&one, &[&inst[..], &["--tp", "2"]].concat());
+    let counted = estimate(&two, &inst);
+    assert_eq!(counted["tp"], 2);
+    assert_eq!(counted["compiled_tp"], 2);
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(two.join("manifest.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    for entry in m["graphs"].as_array().unwrap() {
+        let name = entry["name"].as_str().unwrap();
+        if name.ends_with("_sample") {
+            continue;
+        }
+        let g = graph(&counted, name);
+        assert_eq!(g["time"]["collectives"]["count"], entry["all_reduces"], "{name}: collectives");
+        assert_eq!(g["counts"]["built_tp"], 2, "{name}");
+        // Each rank reads its half of every split weight and all of the
+        // replicated ones (embeddings, norms): between the analytic half
+        // and the whole.
+        let (c, a) = (&g["counts"], &graph(&analytic, name)["counts"]);
+        let read =
+            |v: &Value| -> f64 { v["models"].as_object().unwrap().values().map(|m| f(&m["weight_bytes_read"])).sum() };
+        let (rank, whole) = (read(c), read(a));
+        assert!(rank > 0.45 * whole && rank < 0.75 * whole, "{name}: a rank reads {rank} of {whole} weight bytes");
+        // The rank program's collectives: the analytic two per layer and
+        // pass, plus the logits' gather at the end of each target pass.
+        let modelled = f(&graph(&analytic, name)["time"]["collectives"]["count"]);
+        let own = f(&g["time"]["collectives"]["count"]);
+        assert!(own >= modelled && own <= modelled + 10.0, "{name}: {own} all-reduces, {modelled} modelled");
+        checked += 1;
+    }
+    assert!(checked >= 9, "{checked} graphs checked");
+    let (ok, _, err) = specc(&["estimate", s(&two), "--instance", "trn1.32xlarge", "--tp", "8"]);
+    assert!(!ok && err.contains("compiled with --tp 2"), "{err}");
+}

@@ -11,6 +11,7 @@ Writes .cache/shape-exports/<name>/{model.onnx, model.onnx_data, config.json}
 
   llama-3.1-405b   target of the NxD Inference speculative tutorial (trn2)
   llama-3.3-70b    target of the NxD Inference Llama-3.3-70B tutorial (trn2)
+  llama-3.1-8b     the tensor-parallel study's tp 8 target (with llama-3.2-1b)
   llama-3.2-1b     the draft of both
   qwen3-32b        target of the NxDI SD tutorial and of AWS's 2026-04 blog
   qwen3-0.6b       the SD tutorial's draft
@@ -121,6 +122,13 @@ CONFIGS: dict[str, dict] = {
     "llama-3.3-70b": dict(
         LLAMA3_COMMON, hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
         num_attention_heads=64, num_key_value_heads=8, tie_word_embeddings=False,
+        rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                          original_max_position_embeddings=8192),
+    ),
+    # meta-llama/Llama-3.1-8B(-Instruct)
+    "llama-3.1-8b": dict(
+        LLAMA3_COMMON, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+        num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False,
         rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
                           original_max_position_embeddings=8192),
     ),

@@ -128,6 +128,8 @@ pub struct Estimate {
     /// Which peak the dots were put against.
     pub matmul_peak: String,
     pub tp: usize,
+    /// The tp the artifact was compiled for (1: unsharded, split by the model).
+    pub compiled_tp: usize,
     pub tp_choice: String,
     pub rank_resident_bytes: u64,
     pub rank_hbm_bytes: u64,
@@ -266,9 +268,45 @@ fn bench_profiles(path: &Path) -> Result<Vec<(String, Acceptance)>, EstimateErro
     Ok(out)
 }
 
-fn choose_tp(o: &EstimateOptions, inst: &Instance, resident: &[Resident]) -> Result<(usize, String), EstimateError> {
-    let need = |tp: usize| tp::rank_resident(resident, tp) as f64 / GIB;
+/// The tp to estimate at: an artifact compiled with `--tp N` runs at N (its
+/// resident bytes are already one rank's); an unsharded one at `--tp`, else
+/// the smallest degree at which a rank holds its share.
+fn choose_tp(
+    o: &EstimateOptions,
+    inst: &Instance,
+    resident: &[Resident],
+    built_tp: usize,
+) -> Result<(usize, String), EstimateError> {
     let have = inst.rank_hbm() as f64 / GIB;
+    if built_tp > 1 {
+        if o.tp.is_some_and(|t| t != built_tp) {
+            return Err(EstimateError::Usage(format!(
+                "--tp {}: this artifact was compiled with --tp {built_tp}; recompile it for another tp",
+                o.tp.unwrap_or(0)
+            )));
+        }
+        if built_tp > inst.ranks() {
+            return Err(EstimateError::Usage(format!(
+                "this artifact was compiled with --tp {built_tp}, but {} has {} NeuronCores (tensor-parallel ranks)",
+                inst.name,
+                inst.ranks()
+            )));
+        }
+        let need = tp::rank_resident(resident, 1) as f64 / GIB;
+        if tp::rank_resident(resident, 1) > inst.rank_hbm() {
+            return Err(EstimateError::DoesNotFit(format!(
+                "at the artifact's tp {built_tp} a rank needs {need:.1} GiB for weights and KV caches but has {have:.1} GiB on {}",
+                inst.name
+            )));
+        }
+        return Ok((
+            built_tp,
+            format!(
+                "tp {built_tp} (compiled): {need:.1} GiB of {have:.1} GiB per rank, costed from the rank programs themselves (their all-reduces counted)"
+            ),
+        ));
+    }
+    let need = |tp: usize| tp::rank_resident(resident, tp) as f64 / GIB;
     let fitting = tp::smallest_fitting(resident, inst);
     match o.tp {
         Some(tp) => {
@@ -325,16 +363,15 @@ fn choose_tp(o: &EstimateOptions, inst: &Instance, resident: &[Resident]) -> Res
     }
 }
 
-/// specc's graphs hold no collectives yet: past tp 1 the estimate is what a
-/// tensor-parallel build of the same graphs would cost, which users must
-/// not mistake for what `specc run --backend neuron` runs today.
+/// An unsharded artifact estimated past tp 1 is split analytically: say so,
+/// and how to get the real rank programs.
 fn single_core_note(tp: usize) -> String {
     if tp == 1 {
         return String::new();
     }
     format!(
-        "\nnote: specc emits single-core graphs today; tp {tp} is what a tensor-parallel build of these graphs would cost \
-         (weights split, two all-reduces per layer), not what `specc run --backend neuron` can run (tp 1 only)"
+        "\nnote: this artifact is compiled for one rank; tp {tp} is modelled (weights split, two all-reduces per layer); \
+         `specc compile --tp {tp}` builds the rank programs, and their estimate counts their own collectives"
     )
 }
 
@@ -387,7 +424,7 @@ pub fn estimate_report(dir: &Path, o: &EstimateOptions) -> Result<Estimate, Esti
         return Err(EstimateError::NotGeneration { dir: shown });
     };
     let cost: ArtifactCost = specc_cost::from_artifact(&artifact, &counted)?;
-    let (tp, tp_choice) = choose_tp(o, &inst, &cost.resident)?;
+    let (tp, tp_choice) = choose_tp(o, &inst, &cost.resident, artifact.manifest.tp)?;
     let graph =
         |name: &str| cost.graph(name).ok_or_else(|| EstimateError::Usage(format!("{shown} has no graph `{name}`")));
     let decode = graph("target_decode")?;
@@ -510,8 +547,9 @@ pub fn estimate_report(dir: &Path, o: &EstimateOptions) -> Result<Estimate, Esti
         },
         dtype: cost.dtype.clone(),
         tp,
+        compiled_tp: artifact.manifest.tp,
         tp_choice,
-        rank_resident_bytes: tp::rank_resident(&cost.resident, tp),
+        rank_resident_bytes: tp::rank_resident(&cost.resident, if artifact.manifest.tp > 1 { 1 } else { tp }),
         rank_hbm_bytes: inst.rank_hbm(),
         params,
         calibration,
@@ -555,8 +593,13 @@ impl Estimate {
         let p = &self.params;
         writeln!(
             s,
-            "model: time = max(compute, memory) / efficiency {:.3} + 2 all-reduces per layer per pass x ({:.1} us + ring transfer); the default fixed cost per collective is calibrated on Llama-3.1-405B's published inter-token latency (BENCHMARKS.md)",
+            "model: time = max(compute, memory) / efficiency {:.3} + {} x ({:.1} us + ring transfer); the default fixed cost per collective is calibrated on Llama-3.1-405B's published inter-token latency (BENCHMARKS.md)",
             p.efficiency,
+            if self.compiled_tp > 1 {
+                "each all-reduce of the rank program"
+            } else {
+                "2 all-reduces per layer per pass"
+            },
             p.collective_latency_s * 1e6
         )
         .unwrap();
@@ -690,16 +733,16 @@ mod tests {
     fn the_smallest_fitting_tp_is_chosen_and_a_too_small_one_names_the_fix() {
         let inst = specc_cost::instance("trn2.48xlarge").unwrap();
         // 800 GiB of weights: 25 GiB per rank at tp 32 (24 GiB each), 12.5 at 64.
-        let (tp, why) = choose_tp(&EstimateOptions::default(), &inst, &resident(800)).unwrap();
+        let (tp, why) = choose_tp(&EstimateOptions::default(), &inst, &resident(800), 1).unwrap();
         assert_eq!(tp, 64);
         assert!(why.contains("smallest"), "{why}");
         let o = EstimateOptions { tp: Some(8), ..Default::default() };
-        let e = choose_tp(&o, &inst, &resident(800)).unwrap_err().to_string();
+        let e = choose_tp(&o, &inst, &resident(800), 1).unwrap_err().to_string();
         assert!(e.contains("does not fit at --tp 8") && e.contains("it needs --tp 64"), "{e}");
-        let e = choose_tp(&EstimateOptions::default(), &inst, &resident(4000)).unwrap_err().to_string();
+        let e = choose_tp(&EstimateOptions::default(), &inst, &resident(4000), 1).unwrap_err().to_string();
         assert!(e.contains("does not fit on trn2.48xlarge at any tp"), "{e}");
         let o = EstimateOptions { tp: Some(128), ..Default::default() };
-        let e = choose_tp(&o, &inst, &resident(1)).unwrap_err().to_string();
+        let e = choose_tp(&o, &inst, &resident(1), 1).unwrap_err().to_string();
         assert!(e.contains("has 64 NeuronCores"), "{e}");
     }
 

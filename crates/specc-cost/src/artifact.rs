@@ -95,7 +95,10 @@ pub fn from_artifact(a: &Artifact, include: &dyn Fn(&GraphEntry) -> bool) -> Res
             });
         }
         let r = roles(entry, &models);
-        let counts = count::count(&g, &r)?;
+        let mut counts = count::count(&g, &r)?;
+        // Every graph of a sharded artifact is one rank's program, also the
+        // replicated draft's (whole, but on every rank).
+        counts.built_tp = a.manifest.tp;
         for id in g.ids() {
             if let Op::Weight { index } = g.node(id).op {
                 let model = r.weight_models.get(index).cloned().unwrap_or_else(|| entry.model.clone());

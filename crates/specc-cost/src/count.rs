@@ -123,6 +123,14 @@ pub struct Counts {
     /// Non-state graph outputs.
     pub activation_bytes_out: u64,
     pub models: BTreeMap<String, ModelCounts>,
+    /// The graph's own all-reduce nodes (a tensor-parallel rank program),
+    /// and the bytes each rank contributes to them, at their dtype.
+    pub all_reduces: u64,
+    pub all_reduce_bytes: u64,
+    /// The ranks the program is already split for (a graph of an artifact
+    /// compiled with `--tp N`: its shapes are one rank's); 0 or 1 for an
+    /// unsharded graph, which the estimate splits analytically.
+    pub built_tp: usize,
 }
 
 impl Counts {
@@ -216,6 +224,10 @@ pub fn count(g: &Graph, roles: &Roles) -> Result<Counts, CountError> {
             }
             Op::Reduce { .. } => {
                 c.other_flops = c.other_flops.saturating_add(elements(g, node.operands[0])?);
+            }
+            Op::AllReduce { ranks } if *ranks > 1 => {
+                c.all_reduces += 1;
+                c.all_reduce_bytes = c.all_reduce_bytes.saturating_add(bytes(g, id)?);
             }
             _ => {}
         }

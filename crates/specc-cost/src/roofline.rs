@@ -68,10 +68,11 @@ pub struct GraphTime {
 
 pub fn graph_time(c: &Counts, inst: &Instance, tp: usize, p: &CostParams) -> GraphTime {
     let tp = tp.max(1);
-    let bf16 = c.dot_flops_bf16 as f64 / tp as f64;
-    let f32 = c.dot_flops_f32 as f64 / tp as f64;
+    let split = tp::analytic_split(c, tp);
+    let bf16 = c.dot_flops_bf16 as f64 / split as f64;
+    let f32 = c.dot_flops_f32 as f64 / split as f64;
     let compute_s = bf16 / inst.rank_flops(true) + f32 / inst.rank_flops(false);
-    let rank_bytes = tp::rank_bytes(c, tp);
+    let rank_bytes = tp::rank_bytes(c, split);
     let memory_s = rank_bytes / inst.rank_bandwidth();
     let roofline_s = compute_s.max(memory_s) / p.efficiency;
     let collectives = tp::collectives(c, tp, inst, p.collective_latency_s);

@@ -52,10 +52,25 @@ pub struct Collectives {
     pub seconds: f64,
 }
 
-/// Two all-reduces per layer per pass of each model; nothing at `tp` = 1.
+/// The ranks the estimate still has to split a graph's counts over: `tp`
+/// for an unsharded graph, 1 for a rank program (already split).
+pub fn analytic_split(c: &Counts, tp: usize) -> usize {
+    if c.built_tp > 1 { 1 } else { tp.max(1) }
+}
+
+/// A rank program's collectives are its own all-reduce nodes. An unsharded
+/// graph's are modelled: two all-reduces per layer per pass of each model;
+/// nothing at `tp` = 1.
 pub fn collectives(c: &Counts, tp: usize, inst: &Instance, latency_s: f64) -> Collectives {
     if tp <= 1 {
         return Collectives::default();
+    }
+    let ring = 2.0 * (tp - 1) as f64 / tp as f64;
+    if c.built_tp > 1 {
+        let count = c.all_reduces;
+        let bytes = c.all_reduce_bytes;
+        let seconds = count as f64 * latency_s + ring * bytes as f64 / inst.rank_link_bandwidth();
+        return Collectives { count, bytes, seconds };
     }
     let mut out = Collectives::default();
     for m in c.models.values() {
@@ -63,7 +78,6 @@ pub fn collectives(c: &Counts, tp: usize, inst: &Instance, latency_s: f64) -> Co
         out.count += 2 * layers * m.passes() as u64;
         out.bytes += 2 * layers * m.pass_tokens() * m.hidden.unwrap_or(0) as u64 * WIRE_BYTES;
     }
-    let ring = 2.0 * (tp - 1) as f64 / tp as f64;
     out.seconds = out.count as f64 * latency_s + ring * out.bytes as f64 / inst.rank_link_bandwidth();
     out
 }
