@@ -597,3 +597,31 @@ fn the_double_catches_double_free_use_after_free_and_leaks() {
     }
     d.reset();
 }
+
+/// A `--tp 2` artifact (with NEFFs and libnrt present) is refused by the
+/// Neuron backend, which runs one NeuronCore per artifact today, with what
+/// runs it instead; `--backend auto` passes over neuron and says why.
+#[test]
+fn a_tensor_parallel_artifact_is_refused_with_what_runs_it() {
+    let _turn = turn();
+    let dir = std::env::temp_dir().join(format!("specc-neuron-{}-tp2", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let g = GenerationOptions {
+        draft: None,
+        spec: SpecConfig { ks: vec![2], capacity: 64, buckets: vec![16] },
+        tokenizer: None,
+    };
+    compile_generation(&pair("target"), &dir, &CompileOptions { tp: 2, ..CompileOptions::default() }, &g).unwrap();
+    attach_neffs(&dir, |_, s| s);
+    let double = Double::open();
+    let e = Engine::load(&Artifact::open(&dir).unwrap(), neuron()).err().unwrap().to_string();
+    assert!(e.contains("compiled with --tp 2") && e.contains("--backend pjrt"), "{e}");
+    assert_eq!(double.count("initialized"), 0, "the runtime was opened for an artifact it cannot run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_specc"))
+        .args(["run", dir.to_str().unwrap(), "--prompt-ids", "1,2,3", "--max-new-tokens", "4", "--backend", "auto"])
+        .args(["--libnrt", double_path().to_str().unwrap(), "--pjrt-plugin", "cuda"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("tensor-parallel (tp 2), which the Neuron backend does not run yet"), "{text}");
+}

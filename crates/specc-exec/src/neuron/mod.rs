@@ -47,6 +47,12 @@ pub enum NeuronError {
     TensorMismatch { graph: String, problems: Vec<String> },
     #[error("graph `{graph}`: {message}")]
     Graph { graph: String, message: String },
+    #[error(
+        "the artifact was compiled with --tp {tp}: the Neuron backend runs one NeuronCore per artifact today \
+         (tensor-parallel execution through libnrt's collectives is not implemented yet); run it with \
+         --backend pjrt (N devices) or --backend reference (N simulated ranks), or recompile without --tp"
+    )]
+    TensorParallel { tp: usize },
 }
 
 impl From<NeuronError> for BackendError {
@@ -326,6 +332,9 @@ impl Backend for Neuron {
     }
 
     fn load(&mut self, artifact: &Artifact) -> Result<(), BackendError> {
+        if artifact.manifest.tp > 1 {
+            return Err(NeuronError::TensorParallel { tp: artifact.manifest.tp }.into());
+        }
         let result = self.load_all(artifact);
         if result.is_err() {
             // Free whatever the failed load allocated now, not at drop.
