@@ -335,3 +335,42 @@ fn tp_refusals_name_the_reason() {
     let (ok, _, e) = specc(&["compile", s(&t), "--tp", "2", "-o", s(&out)]);
     assert!(!ok && e.contains("--tp 2 needs generation graphs"), "{e}");
 }
+
+/// A tensor-parallel manifest that does not hang together is refused on
+/// open, by name: ranks that are not the artifact's tp, a collective group
+/// that is not every rank, all-reduces in a one-rank artifact; a rank file
+/// that is not what was written fails its checksum.
+#[test]
+fn inconsistent_tensor_parallel_artifacts_are_refused() {
+    let (target, _) = pair_models();
+    let spec = SpecConfig { ks: vec![2], capacity: 64, buckets: vec![16] };
+    let a = compile("pair-edit", &target, None, 2, DraftPlacement::Sharded, &spec, vec![]);
+    let dir = a.dir.clone();
+    let original = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    let edited = |edit: &dyn Fn(&mut serde_json::Value)| -> String {
+        let mut m: serde_json::Value = serde_json::from_str(&original).unwrap();
+        edit(&mut m);
+        std::fs::write(dir.join("manifest.json"), serde_json::to_string(&m).unwrap()).unwrap();
+        let e = Artifact::open(&dir).err().map(|e| e.to_string()).unwrap_or_else(|| "opened".into());
+        std::fs::write(dir.join("manifest.json"), &original).unwrap();
+        e
+    };
+    let e = edited(&|m| m["tp"] = 4.into());
+    assert!(e.contains("weights for 2 ranks, the artifact runs 4"), "{e}");
+    let e = edited(&|m| m["replica_groups"] = serde_json::json!([[0], [1]]));
+    assert!(e.contains("not the one group of all 2 ranks"), "{e}");
+    let e = edited(&|m| m["tp"] = 200.into());
+    assert!(e.contains("not in 1..=128") || e.contains("weights for 2 ranks"), "{e}");
+    let e = edited(&|m| {
+        m.as_object_mut().unwrap().remove("tp");
+        m.as_object_mut().unwrap().remove("replica_groups");
+        let w = m["models"][0]["weights"]["replicated"].clone();
+        m["models"][0]["weights"] = w;
+    });
+    assert!(e.contains("all-reduces but the artifact runs on one rank"), "{e}");
+    // A rank's file replaced by the other rank's: same size, wrong bytes.
+    let (r0, r1) = (dir.join("weights/target.rank0.safetensors"), dir.join("weights/target.rank1.safetensors"));
+    std::fs::copy(&r1, &r0).unwrap();
+    let e = Artifact::open(&dir).and_then(|a| a.rank_weights("target", 0).map(|_| ())).err().unwrap().to_string();
+    assert!(e.contains("target.rank0.safetensors"), "{e}");
+}

@@ -104,6 +104,12 @@ pub(crate) fn manifest(dir: &Path, m: &Manifest) -> Result<(), ArtifactError> {
             return Err(bad(format!("graph `{}` belongs to model `{}`, which is not listed", g.name, g.model)));
         }
         graph_entry(g, &models).map_err(|d| bad(format!("graph `{}`: {d}", g.name)))?;
+        if m.tp == 1 && g.all_reduces > 0 {
+            return Err(bad(format!(
+                "graph `{}` has {} all-reduces but the artifact runs on one rank",
+                g.name, g.all_reduces
+            )));
+        }
         for o in &g.outputs {
             if let Some(p) = o.aliases_parameter {
                 let param = &g.parameters[p];

@@ -243,7 +243,7 @@ impl<'g> Walk<'g> {
             // whole fine ones).
             if let Layout::Split(_) = layout
                 && split_ops.len() > 1
-                && split_ops.iter().any(|&o| self.cur_blocks % self.blocks[o] != 0)
+                && split_ops.iter().any(|&o| !self.cur_blocks.is_multiple_of(self.blocks[o]))
             {
                 return Err(self.fail(id, "its operands are split into blocks that do not nest"));
             }
@@ -386,7 +386,7 @@ impl<'g> Walk<'g> {
                         // from is cut into one block per head, each block
                         // replicated on tp / heads ranks.
                         Err(why) => match (reshape_axis(&from, &to, a, 1), self.cur_origin) {
-                            (Ok(t), Some(w)) if self.tp % to[t] == 0 && to[t] < self.cur_blocks => {
+                            (Ok(t), Some(w)) if self.tp.is_multiple_of(to[t]) && to[t] < self.cur_blocks => {
                                 self.forced.insert(w, to[t]);
                                 self.cur_blocks = to[t];
                                 Layout::Split(t)
@@ -443,17 +443,17 @@ impl<'g> Walk<'g> {
                     let d = self.dims(ops[0])[a];
                     let len = limits[a].saturating_sub(starts[a]);
                     let full = starts[a] == 0 && limits[a] == d && strides[a] == 1;
-                    let one_segment = strides[a] == 1 && len > 0 && d % len == 0 && starts[a] % len == 0;
+                    let one_segment =
+                        strides[a] == 1 && len > 0 && d.is_multiple_of(len) && starts[a].is_multiple_of(len);
                     if full {
                         Layout::Split(a)
                     } else if one_segment && self.cur_segments == d / len {
                         // One segment of a fused product: split as its parts.
                         self.cur_segments = 1;
                         Layout::Split(a)
-                    } else if one_segment && self.cur_segments == 1 && self.cur_origin.is_some() {
+                    } else if let (true, 1, Some(w)) = (one_segment, self.cur_segments, self.cur_origin) {
                         // A fused product sliced apart: its weight is split
                         // per segment (found here, applied on the next walk).
-                        let w = self.cur_origin.expect("checked");
                         self.forced_segments.insert(w, d / len);
                         Layout::Split(a)
                     } else {
@@ -557,7 +557,7 @@ impl<'g> Walk<'g> {
                     let blocks = w.and_then(|w| self.forced.get(&w).copied()).unwrap_or(self.tp);
                     let segments = w.and_then(|w| self.forced_segments.get(&w).copied()).unwrap_or(1);
                     self.cur_segments = segments;
-                    if self.dims(r)[axis] % (blocks * segments) != 0 {
+                    if !self.dims(r)[axis].is_multiple_of(blocks * segments) {
                         return Err(self.fail(
                             id,
                             format!("{} output features do not divide into {blocks} blocks", self.dims(r)[axis]),
@@ -726,7 +726,7 @@ fn reshape_axis(from: &[usize], to: &[usize], a: usize, tp: usize) -> Result<usi
             let Some(t) = (gj..=j.min(to.len() - 1)).find(|&k| to[k] != 1) else {
                 return Err(format!("the reshape of {from:?} to {to:?} loses the split axis {a}"));
             };
-            if to[t] % tp != 0 {
+            if !to[t].is_multiple_of(tp) {
                 return Err(format!(
                     "the reshape of {from:?} to {to:?} splits the split axis into {} parts (heads?) that do not divide into {tp} ranks",
                     to[t]
