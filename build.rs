@@ -60,7 +60,7 @@ fn build_nrt_double() {
     }
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let lib = out.join("libnrt_double.so");
-    match shared_library(SOURCE, &lib, &[]) {
+    match shared_library(SOURCE, &lib, &["-pthread"]) {
         Ok(()) => println!("cargo:rustc-env=SPECC_NRT_DOUBLE={}", lib.display()),
         Err(e) => panic!("the libnrt test double: {e}"),
     }

@@ -434,6 +434,15 @@ fn compile(
 }
 
 fn main() -> ExitCode {
+    // The ranks of a tensor-parallel artifact on NeuronCores meet through a
+    // communicator libnrt starts at NEURON_RT_ROOT_COMM_ID (mandatory for
+    // collectives). One instance is the common case: give it a port of its
+    // own unless the user chose one.
+    if std::env::var_os("NEURON_RT_ROOT_COMM_ID").is_none() {
+        let port = 62000 + std::process::id() % 3000;
+        // SAFETY: first thing in main, before any thread exists.
+        unsafe { std::env::set_var("NEURON_RT_ROOT_COMM_ID", format!("localhost:{port}")) };
+    }
     // A panic is a bug in specc, never the user's fault: say so, and how to
     // report it, above Rust's own message.
     let default_hook = std::panic::take_hook();

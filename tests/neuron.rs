@@ -22,11 +22,10 @@ use specc_exec::{Engine, GenerateOptions, Mode, Neuron, NeuronOptions, Reference
 use specc_interp::{Cpu, Session, Value, cpu_device};
 use specc_ir::DType;
 use specc_spec::SpecConfig;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// The double is one process-wide runtime: tests take turns.
 static TURN: Mutex<()> = Mutex::new(());
@@ -51,7 +50,16 @@ struct Binding {
     size: usize,
 }
 
-type ExecFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const Binding, usize, *const Binding, usize) -> c_int;
+type ExecFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const c_char,
+    *const Binding,
+    usize,
+    *const Binding,
+    usize,
+    c_int,
+    c_int,
+) -> c_int;
 
 /// The test's handle on the double: its control functions.
 struct Double {
@@ -132,13 +140,14 @@ impl Double {
     /// Runs every `nrt_execute` on the interpreter over the artifact at
     /// `dir`; the box must outlive the executes (detach with
     /// `set_execute(None, ..)`).
-    fn attach_device(&self, dir: &Path) -> Box<RefCell<Device>> {
-        let device = Box::new(RefCell::new(Device {
+    fn attach_device(&self, dir: &Path) -> Box<Device> {
+        let device = Box::new(Device {
             artifact: Artifact::open(dir).unwrap(),
-            sessions: HashMap::new(),
-            error: None,
-        }));
-        self.set_execute(Some(execute), &*device as *const RefCell<Device> as *mut c_void);
+            sessions: Mutex::new(HashMap::new()),
+            group: Mutex::new(None),
+            error: Mutex::new(None),
+        });
+        self.set_execute(Some(execute), &*device as *const Device as *mut c_void);
         device
     }
 
@@ -150,15 +159,27 @@ impl Double {
 }
 
 /// What the device does in the double's nrt_execute: the graph on the
-/// reference interpreter, reading and writing the bound device buffers.
+/// reference interpreter, reading and writing the bound device buffers. The
+/// ranks of a tensor-parallel graph call in at once, each from the
+/// backend's thread for that rank, and meet at the graph's all-reduces in
+/// one `RankGroup` (so the device sums what the backend bound on each core).
 struct Device {
     artifact: Artifact,
-    sessions: HashMap<String, Session<Cpu>>,
-    error: Option<String>,
+    /// Per (graph, rank), made on first use; run outside the lock.
+    sessions: Mutex<HashMap<(String, usize), Arc<Session<Cpu>>>>,
+    group: Mutex<Option<Arc<specc_interp::RankGroup>>>,
+    error: Mutex<Option<String>>,
 }
 
 impl Device {
-    fn run(&mut self, graph: &str, inputs: &[(&str, &[u8])], outputs: &mut [(&str, &mut [u8])]) -> Result<(), String> {
+    fn run(
+        &self,
+        graph: &str,
+        rank: usize,
+        ranks: usize,
+        inputs: &[(&str, &[u8])],
+        outputs: &mut [(&str, &mut [u8])],
+    ) -> Result<(), String> {
         let entry = self.artifact.manifest.graph(graph).map_err(|e| e.to_string())?.clone();
         let buffer = |name: &str| inputs.iter().find(|(n, _)| *n == name).map(|(_, b)| *b);
         let value = |p: &specc_artifact::TensorEntry| -> Result<Value<Cpu>, String> {
@@ -166,17 +187,39 @@ impl Device {
             let bytes = buffer(&p.neff_name).ok_or(format!("no buffer for {}", p.neff_name))?;
             Ok(Value::from_le_bytes(dtype, &p.shape, bytes, &cpu_device()))
         };
-        if !self.sessions.contains_key(graph) {
-            // Weights from the device buffers the backend uploaded (so a
-            // wrongly uploaded weight changes the tokens).
-            let ir = self.artifact.graph_ir(&entry).map_err(|e| e.to_string())?;
-            let weights =
-                entry.parameters.iter().filter(|p| p.kind == "weight").map(value).collect::<Result<Vec<_>, _>>()?;
-            let s = Session::with_weights(ir, weights, cpu_device()).map_err(|e| e.to_string())?;
-            self.sessions.insert(graph.to_string(), s);
-        }
+        let key = (graph.to_string(), rank);
+        let existing = self.sessions.lock().unwrap().get(&key).cloned();
+        let session = match existing {
+            Some(s) => s,
+            None => {
+                // Weights from the device buffers the backend uploaded to
+                // this rank's core (so a wrongly uploaded block changes the
+                // tokens).
+                let ir = self.artifact.graph_ir(&entry).map_err(|e| e.to_string())?;
+                let weights =
+                    entry.parameters.iter().filter(|p| p.kind == "weight").map(value).collect::<Result<Vec<_>, _>>()?;
+                let mut s = Session::with_weights(ir, weights, cpu_device()).map_err(|e| e.to_string())?;
+                if ranks > 1 {
+                    let group = self
+                        .group
+                        .lock()
+                        .unwrap()
+                        .get_or_insert_with(|| Arc::new(specc_interp::RankGroup::new(ranks)))
+                        .clone();
+                    s = s.as_rank(group, rank);
+                }
+                let s = Arc::new(s);
+                self.sessions.lock().unwrap().insert(key, s.clone());
+                s
+            }
+        };
         let args = entry.parameters.iter().filter(|p| p.kind == "input").map(value).collect::<Result<Vec<_>, _>>()?;
-        let outs = self.sessions[graph].run(args).map_err(|e| e.to_string())?;
+        let outs = session.run(args).map_err(|e| {
+            if let Some(g) = self.group.lock().unwrap().as_ref() {
+                g.poison(&format!("rank {rank}: {e}"));
+            }
+            e.to_string()
+        })?;
         for (o, v) in entry.outputs.iter().zip(outs) {
             let bytes = v.to_literal().to_le_bytes();
             let (_, buf) =
@@ -190,6 +233,7 @@ impl Device {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn execute(
     user: *mut c_void,
     graph: *const c_char,
@@ -197,9 +241,11 @@ unsafe extern "C" fn execute(
     n_in: usize,
     outputs: *const Binding,
     n_out: usize,
+    rank: c_int,
+    ranks: c_int,
 ) -> c_int {
     // SAFETY: the double passes `user` as registered and valid bindings.
-    let device = unsafe { &*(user as *const RefCell<Device>) };
+    let device = unsafe { &*(user as *const Device) };
     let graph = unsafe { CStr::from_ptr(graph) }.to_string_lossy().into_owned();
     let ins: Vec<(&str, &[u8])> = (0..n_in)
         .map(|i| unsafe {
@@ -213,16 +259,17 @@ unsafe extern "C" fn execute(
             (CStr::from_ptr(b.name).to_str().unwrap(), std::slice::from_raw_parts_mut(b.data, b.size))
         })
         .collect();
+    let (rank, ranks) = (rank as usize, ranks as usize);
     let result =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| device.borrow_mut().run(&graph, &ins, &mut outs)));
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| device.run(&graph, rank, ranks, &ins, &mut outs)));
     match result {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
-            device.borrow_mut().error = Some(format!("{graph}: {e}"));
+            *device.error.lock().unwrap() = Some(format!("{graph} rank {rank}: {e}"));
             1
         }
         Err(_) => {
-            device.borrow_mut().error = Some(format!("{graph}: the interpreter panicked"));
+            *device.error.lock().unwrap() = Some(format!("{graph}: the interpreter panicked"));
             1
         }
     }
@@ -385,7 +432,7 @@ fn generation_through_the_neuron_backend_equals_the_reference_backend() {
         double.reset();
         let want = reference.generate(&prompt(), o, &mut |_| {}).unwrap();
         let got = engine.generate(&prompt(), o, &mut |_| {}).unwrap_or_else(|e| {
-            panic!("{what}: {e}; device: {:?}; double: {}", device.borrow().error, double.violations())
+            panic!("{what}: {e}; device: {:?}; double: {}", device.error.lock().unwrap(), double.violations())
         });
         assert_eq!(got.tokens, want.tokens, "{what}: the Neuron backend's tokens differ from the reference backend's");
         assert_eq!(got.metrics.num_accepted_tokens, want.metrics.num_accepted_tokens, "{what}");
@@ -598,30 +645,85 @@ fn the_double_catches_double_free_use_after_free_and_leaks() {
     d.reset();
 }
 
-/// A `--tp 2` artifact (with NEFFs and libnrt present) is refused by the
-/// Neuron backend, which runs one NeuronCore per artifact today, with what
-/// runs it instead; `--backend auto` passes over neuron and says why.
+/// A `--tp 2` artifact runs one rank per NeuronCore: every graph loaded on
+/// cores 0 and 1 with nrt_load_collectives (rank r of 2), each rank's
+/// weight blocks and caches on its own core, and the ranks' copies executed
+/// at once from their own threads, meeting at the graphs' all-reduces in
+/// the double's device. Tokens and acceptance equal the reference
+/// backend's in every mode; nothing leaks. Without NEURON_RT_ROOT_COMM_ID
+/// (which the specc command sets itself) the load is refused with how to
+/// set it, before libnrt is opened.
 #[test]
-fn a_tensor_parallel_artifact_is_refused_with_what_runs_it() {
+fn a_tensor_parallel_artifact_runs_one_rank_per_core_through_the_collectives() {
     let _turn = turn();
     let dir = std::env::temp_dir().join(format!("specc-neuron-{}-tp2", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let g = GenerationOptions {
-        draft: None,
-        spec: SpecConfig { ks: vec![2], capacity: 64, buckets: vec![16] },
+        draft: Some(pair("draft")),
+        spec: SpecConfig { ks: vec![2, 3], capacity: 128, buckets: vec![32] },
         tokenizer: None,
     };
     compile_generation(&pair("target"), &dir, &CompileOptions { tp: 2, ..CompileOptions::default() }, &g).unwrap();
     attach_neffs(&dir, |_, s| s);
+    let artifact = Artifact::open(&dir).unwrap();
     let double = Double::open();
-    let e = Engine::load(&Artifact::open(&dir).unwrap(), neuron()).err().unwrap().to_string();
-    assert!(e.contains("compiled with --tp 2") && e.contains("--backend pjrt"), "{e}");
-    assert_eq!(double.count("initialized"), 0, "the runtime was opened for an artifact it cannot run");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_specc"))
-        .args(["run", dir.to_str().unwrap(), "--prompt-ids", "1,2,3", "--max-new-tokens", "4", "--backend", "auto"])
-        .args(["--libnrt", double_path().to_str().unwrap(), "--pjrt-plugin", "cuda"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("tensor-parallel (tp 2), which the Neuron backend does not run yet"), "{text}");
+    const COMM: &str = "NEURON_RT_ROOT_COMM_ID";
+    // SAFETY: the tests of this binary take turns (`turn`), and none other
+    // reads the environment from C while one runs.
+    unsafe { std::env::remove_var(COMM) };
+    let e = Engine::load(&artifact, neuron()).err().unwrap().to_string();
+    assert!(e.contains("--tp 2") && e.contains("NEURON_RT_ROOT_COMM_ID=localhost:"), "{e}");
+    assert_eq!(double.count("inits"), 0, "libnrt was initialized before the refusal");
+    // SAFETY: as above.
+    unsafe { std::env::set_var(COMM, "localhost:62182") };
+    let device = double.attach_device(&dir);
+    let mut reference = Engine::load(&artifact, Reference::default()).unwrap();
+    let mut engine = Engine::load(&artifact, neuron()).unwrap();
+    assert_eq!(double.violations(), "", "loading");
+    let calls = double.calls();
+    let graphs = artifact.manifest.graphs.len();
+    for r in 0..2 {
+        let loads = calls.lines().filter(|l| l.contains(&format!("nc {r}, rank {r} of 2"))).count();
+        assert_eq!(loads, graphs, "every graph loaded as rank {r} on core {r}:\n{calls}");
+    }
+    assert!(!calls.contains("nrt_load("), "a tensor-parallel graph was loaded without its collectives");
+    assert!(engine.backend_description().contains("NeuronCores 0-1 (tp 2"), "{}", engine.backend_description());
+    let sampled = Sampling { temperature: 0.8, top_k: 40, top_p: 0.95, seed: 77 };
+    let cases: [(&str, GenerateOptions); 4] = [
+        ("plain greedy", options(Mode::Plain, None, 3)),
+        ("draft greedy K=3", options(Mode::Draft, None, 3)),
+        ("prompt lookup greedy", options(Mode::PromptLookup { max_ngram: 3 }, None, 2)),
+        ("draft sampling K=2, seeded", options(Mode::Draft, Some(sampled), 2)),
+    ];
+    let mut accepted = 0;
+    for (what, o) in &cases {
+        double.reset();
+        let want = reference.generate(&prompt(), o, &mut |_| {}).unwrap();
+        let got = engine.generate(&prompt(), o, &mut |_| {}).unwrap_or_else(|e| {
+            panic!("{what}: {e}; device: {:?}; double: {}", device.error.lock().unwrap(), double.violations())
+        });
+        assert_eq!(got.tokens, want.tokens, "{what}: tp 2 on the Neuron backend vs the reference backend");
+        assert_eq!(got.metrics.num_accepted_tokens, want.metrics.num_accepted_tokens, "{what}");
+        assert_eq!(
+            double.count("executes") as u64,
+            2 * got.metrics.device_calls,
+            "{what}: one nrt_execute per rank per call"
+        );
+        assert_eq!(double.violations(), "", "{what}");
+        for prefix in ["state::", "target::", "draft::"] {
+            assert_eq!(double.io(prefix), (0, 0), "{what}: host I/O on `{prefix}` tensors during generation");
+        }
+        accepted += got.metrics.num_accepted_tokens;
+        eprintln!(
+            "{what}: {} tokens, {} accepted, {} calls",
+            got.tokens.len(),
+            got.metrics.num_accepted_tokens,
+            got.metrics.device_calls
+        );
+    }
+    assert!(accepted > 0, "no proposal was accepted: the comparison proves little");
+    drop(engine);
+    double.set_execute(None, std::ptr::null_mut());
+    double.assert_clean("after the engine is dropped");
+    assert_eq!(double.count("live_tensors"), 0);
 }

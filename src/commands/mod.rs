@@ -42,19 +42,15 @@ impl Device {
         };
         let has_neffs = artifact.manifest.graphs.iter().all(|g| g.neff.is_some());
         let libnrt = specc_exec::Neuron::find_library(neuron);
-        let tp = artifact.manifest.tp;
-        if let (Some(lib), true, 1) = (&libnrt, has_neffs, tp) {
+        if let (Some(lib), true) = (&libnrt, has_neffs) {
             return (
                 Chosen::Neuron(neuron.clone()),
                 format!("--backend auto: {} loads and the artifact has NEFFs", lib.display()),
             );
         }
-        let why_not_neuron = match (libnrt, has_neffs) {
-            (None, _) => "no libnrt".to_string(),
-            (Some(_), false) => "the artifact has no NEFFs (compile on a machine with neuronx-cc)".to_string(),
-            (Some(_), true) => {
-                format!("the artifact is tensor-parallel (tp {tp}), which the Neuron backend does not run yet")
-            }
+        let why_not_neuron = match libnrt {
+            None => "no libnrt",
+            Some(_) => "the artifact has no NEFFs (compile on a machine with neuronx-cc)",
         };
         match specc_exec::pjrt::available(pjrt) {
             Some(_) => {

@@ -15,13 +15,17 @@
  *
  * nrt_execute hands the bound input and output buffers to a callback the
  * test registers (nrtd_set_execute), which runs the graph on specc's
- * reference interpreter. NEFFs are a small text format the test writes:
+ * reference interpreter. A model loaded by nrt_load_collectives is rank
+ * `rank` of `ranks`: the callback is told, and the ranks of one graph run
+ * concurrently from the caller's threads (the double's state is guarded by
+ * one lock, released while the callback runs so ranks can meet in it). NEFFs are a small text format the test writes:
  *   SPECC-TEST-NEFF 1
  *   graph <name>
  *   input0 <bytes>
  *   ...
  *   output0 <bytes>
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -70,6 +74,7 @@ typedef struct tinfo {
 typedef struct nrt_model {
     int live;
     int nc;
+    int rank, ranks; /* 0 of 1 unless loaded by nrt_load_collectives */
     char graph[NRT_TENSOR_NAME_MAX];
     tinfo *tensors;
     size_t n;
@@ -97,7 +102,7 @@ typedef struct nrtd_binding {
     size_t size;
 } nrtd_binding;
 typedef int (*nrtd_execute_fn)(void *user, const char *graph, const nrtd_binding *inputs, size_t n_inputs,
-                               const nrtd_binding *outputs, size_t n_outputs);
+                               const nrtd_binding *outputs, size_t n_outputs, int rank, int ranks);
 
 /* ---- registries: every handle ever made, so stale ones are recognised ---- */
 #define REGISTRY(type, name)                                                                                       \
@@ -130,6 +135,8 @@ static size_t calls_len;
 static nrtd_execute_fn exec_fn;
 static void *exec_user;
 static long executes, inits;
+static int collective_ranks; /* the group size of the collective loads so far */
+static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static char fail_call[64];
 static int fail_status, fail_after = -1;
@@ -268,6 +275,7 @@ void nrt_close(void) {
     }
     tensors_n = sets_n = models_n = infos_n = 0;
     initialized = 0;
+    collective_ranks = 0;
 }
 
 const char *nrt_get_status_as_str(NRT_STATUS status) {
@@ -447,15 +455,15 @@ static int parse_neff(const char *bytes, size_t size, nrt_model_t *m) {
     return ok;
 }
 
-NRT_STATUS nrt_load(const void *neff, size_t size, int32_t start_nc, int32_t nc_count, nrt_model_t **out) {
-    REQUIRE_INIT("nrt_load");
-    log_call("nrt_load(%zu bytes, nc %d, count %d)", size, start_nc, nc_count);
+/* What nrt_load and nrt_load_collectives share (`call` names the caller). */
+static NRT_STATUS load_model(const char *call, const void *neff, size_t size, int32_t start_nc, int32_t nc_count,
+                             nrt_model_t **out) {
     if (!out || !neff || size == 0) {
-        violation("nrt_load: null NEFF, empty NEFF or null result pointer");
+        violation("%s: null NEFF, empty NEFF or null result pointer", call);
         return NRT_INVALID;
     }
     if (start_nc < 0 || start_nc >= CORES || (nc_count != 1 && nc_count != -1)) {
-        violation("nrt_load: start_nc %d, nc_count %d", start_nc, nc_count);
+        violation("%s: start_nc %d, nc_count %d", call, start_nc, nc_count);
         return NRT_INVALID;
     }
     nrt_model_t *m = calloc(1, sizeof *m);
@@ -466,9 +474,41 @@ NRT_STATUS nrt_load(const void *neff, size_t size, int32_t start_nc, int32_t nc_
     }
     m->live = 1;
     m->nc = start_nc;
+    m->ranks = 1;
     models_push(m);
     *out = m;
     return NRT_SUCCESS;
+}
+
+NRT_STATUS nrt_load(const void *neff, size_t size, int32_t start_nc, int32_t nc_count, nrt_model_t **out) {
+    REQUIRE_INIT("nrt_load");
+    log_call("nrt_load(%zu bytes, nc %d, count %d)", size, start_nc, nc_count);
+    return load_model("nrt_load", neff, size, start_nc, nc_count, out);
+}
+
+NRT_STATUS nrt_load_collectives(const void *neff, size_t size, int32_t start_nc, int32_t nc_count, uint32_t g_device_id,
+                                uint32_t g_device_count, nrt_model_t **out) {
+    REQUIRE_INIT("nrt_load_collectives");
+    log_call("nrt_load_collectives(%zu bytes, nc %d, rank %u of %u)", size, start_nc, g_device_id, g_device_count);
+    if (!getenv("NEURON_RT_ROOT_COMM_ID")) {
+        violation("nrt_load_collectives: NEURON_RT_ROOT_COMM_ID is not set (mandatory for collectives)");
+        return NRT_FAILURE;
+    }
+    if (g_device_count < 2 || g_device_id >= g_device_count) {
+        violation("nrt_load_collectives: rank %u of %u", g_device_id, g_device_count);
+        return NRT_INVALID;
+    }
+    if (collective_ranks && collective_ranks != (int)g_device_count) {
+        violation("nrt_load_collectives: a group of %u after a group of %d", g_device_count, collective_ranks);
+        return NRT_INVALID;
+    }
+    collective_ranks = (int)g_device_count;
+    NRT_STATUS st = load_model("nrt_load_collectives", neff, size, start_nc, nc_count, out);
+    if (st == NRT_SUCCESS) {
+        (*out)->rank = (int)g_device_id;
+        (*out)->ranks = (int)g_device_count;
+    }
+    return st;
 }
 
 NRT_STATUS nrt_unload(nrt_model_t *m) {
@@ -540,11 +580,16 @@ static nrt_tensor_t *find(const nrt_tensor_set_t *s, const char *name) {
     return NULL;
 }
 
-NRT_STATUS nrt_execute(nrt_model_t *m, const nrt_tensor_set_t *in, nrt_tensor_set_t *out) {
+/* Checks a call and collects its bindings (under the lock); NRT_SUCCESS
+ * when the callback may run. */
+static NRT_STATUS prepare_execute(nrt_model_t *m, const nrt_tensor_set_t *in, nrt_tensor_set_t *out,
+                                  nrtd_binding **ins_out, size_t *ni_out, nrtd_binding **outs_out, size_t *no_out) {
     REQUIRE_INIT("nrt_execute");
     if (!model_ok("nrt_execute", m) || !set_ok("nrt_execute", in) || !set_ok("nrt_execute", out)) return NRT_INVALID;
     log_call("nrt_execute(%s)", m->graph);
     nrtd_binding *ins = calloc(m->n + 1, sizeof *ins), *outs = calloc(m->n + 1, sizeof *outs);
+    *ins_out = ins;
+    *outs_out = outs;
     size_t ni = 0, no = 0;
     int bad = 0;
     for (size_t i = 0; i < m->n; i++) {
@@ -588,16 +633,34 @@ NRT_STATUS nrt_execute(nrt_model_t *m, const nrt_tensor_set_t *in, nrt_tensor_se
             }
         }
     }
-    int st = NRT_INVALID;
-    if (!bad) {
-        if (!exec_fn) {
-            violation("nrt_execute: no execute callback registered (nrtd_set_execute)");
-            st = NRT_FAILURE;
-        } else {
-            executes++;
-            st = exec_fn(exec_user, m->graph, ins, ni, outs, no);
-        }
+    *ni_out = ni;
+    *no_out = no;
+    if (bad) return NRT_INVALID;
+    if (!exec_fn) {
+        violation("nrt_execute: no execute callback registered (nrtd_set_execute)");
+        return NRT_FAILURE;
     }
+    executes++;
+    return NRT_SUCCESS;
+}
+
+NRT_STATUS nrt_execute(nrt_model_t *m, const nrt_tensor_set_t *in, nrt_tensor_set_t *out) {
+    nrtd_binding *ins = NULL, *outs = NULL;
+    size_t ni = 0, no = 0;
+    pthread_mutex_lock(&big_lock);
+    NRT_STATUS st = prepare_execute(m, in, out, &ins, &ni, &outs, &no);
+    nrtd_execute_fn fn = exec_fn;
+    void *user = exec_user;
+    char graph[NRT_TENSOR_NAME_MAX] = "";
+    int rank = 0, ranks = 1;
+    if (st == NRT_SUCCESS) {
+        snprintf(graph, sizeof graph, "%s", m->graph);
+        rank = m->rank;
+        ranks = m->ranks;
+    }
+    /* Released for the callback: the other ranks' executes must get in. */
+    pthread_mutex_unlock(&big_lock);
+    if (st == NRT_SUCCESS) st = fn(user, graph, ins, ni, outs, no, rank, ranks);
     free(ins);
     free(outs);
     return st;

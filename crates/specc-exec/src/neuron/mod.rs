@@ -48,11 +48,11 @@ pub enum NeuronError {
     #[error("graph `{graph}`: {message}")]
     Graph { graph: String, message: String },
     #[error(
-        "the artifact was compiled with --tp {tp}: the Neuron backend runs one NeuronCore per artifact today \
-         (tensor-parallel execution through libnrt's collectives is not implemented yet); run it with \
-         --backend pjrt (N devices) or --backend reference (N simulated ranks), or recompile without --tp"
+        "the artifact was compiled with --tp {tp}: its ranks' collectives need NEURON_RT_ROOT_COMM_ID, the address \
+         their communicator starts at (the specc command sets localhost:<port> itself when it is unset; a program \
+         using the library exports it before loading, for example NEURON_RT_ROOT_COMM_ID=localhost:62182)"
     )]
-    TensorParallel { tp: usize },
+    NoRootComm { tp: usize },
 }
 
 impl From<NeuronError> for BackendError {
@@ -96,20 +96,52 @@ struct Loaded {
     model: Model,
 }
 
-pub struct Neuron {
-    options: NeuronOptions,
-    // Drop order again: graphs (sets, then models) before the shared
-    // tensors, and the runtime (nrt_close) after all of them: every handle
-    // holds the runtime's Arc, so it closes when the last one is gone.
+/// One tensor-parallel rank (the only one at tp 1): its NeuronCore, its
+/// weight blocks and caches, its copy of every graph.
+struct Rank {
+    core: i32,
+    // Drop order again: graphs (sets, then models) before the tensors
+    // their sets bind.
     graphs: HashMap<String, Loaded>,
     weights: HashMap<(String, String), Rc<Tensor>>,
     state: HashMap<String, Rc<Tensor>>,
+    /// The rank's index as an s32 tensor, bound to the programs' `tp_rank`.
+    index: Option<Rc<Tensor>>,
+}
+
+/// One rank's copy of a graph, handed to its own thread for the call.
+struct RankRun<'a> {
+    model: &'a Model,
+    inputs: &'a TensorSet,
+    outputs: &'a mut TensorSet,
+}
+
+// SAFETY: libnrt executes models loaded on different NeuronCores from
+// different threads at once (that is how AWS's stack drives the ranks of a
+// tensor-parallel graph, one thread per rank); each RankRun is the only user
+// of its model and sets during the call, and touches no Rc.
+unsafe impl Send for RankRun<'_> {}
+
+impl RankRun<'_> {
+    /// Takes the whole RankRun (a closure naming its fields would capture
+    /// them one by one, without the Send above).
+    fn go(self) -> Result<(), NrtError> {
+        self.model.execute(self.inputs, self.outputs)
+    }
+}
+
+pub struct Neuron {
+    options: NeuronOptions,
+    // Drop order: every rank's handles before the runtime (nrt_close):
+    // every handle holds the runtime's Arc, so it closes when the last one
+    // is gone.
+    ranks: Vec<Rank>,
     runtime: Option<Arc<Runtime>>,
 }
 
 impl Neuron {
     pub fn new(options: NeuronOptions) -> Neuron {
-        Neuron { options, graphs: HashMap::new(), weights: HashMap::new(), state: HashMap::new(), runtime: None }
+        Neuron { options, ranks: Vec::new(), runtime: None }
     }
 
     /// The libnrt `--backend auto` would open, if the loader finds one.
@@ -198,9 +230,25 @@ impl Neuron {
         if !missing.is_empty() {
             return Err(NeuronError::NoNeff { graphs: missing }.into());
         }
+        let tp = artifact.manifest.tp.max(1);
+        if tp > 1 && std::env::var_os("NEURON_RT_ROOT_COMM_ID").is_none() {
+            return Err(NeuronError::NoRootComm { tp }.into());
+        }
         let rt = Runtime::open(self.options.library.as_deref())?;
         self.runtime = Some(rt.clone());
-        let nc = self.options.core;
+        for r in 0..tp {
+            let rank = self.load_rank(&rt, artifact, r, tp)?;
+            self.ranks.push(rank);
+        }
+        Ok(())
+    }
+
+    /// Rank `r` of `tp` on NeuronCore `core + r`: its weights (its blocks
+    /// of the split ones), its zeroed caches, every graph loaded for it.
+    fn load_rank(&self, rt: &Arc<Runtime>, artifact: &Artifact, r: usize, tp: usize) -> Result<Rank, BackendError> {
+        let nc = self.options.core + r as i32;
+        let mut rank =
+            Rank { core: nc, graphs: HashMap::new(), weights: HashMap::new(), state: HashMap::new(), index: None };
 
         // Weights: each model's store opened (read and checksummed) once,
         // each weight some graph reads uploaded once.
@@ -213,7 +261,7 @@ impl Neuron {
             }
         }
         for (model, names) in wanted {
-            let store = artifact.weights(&model)?;
+            let store = artifact.rank_weights(&model, r)?;
             for (name, (graph, size)) in names {
                 let w = store.get(&name).ok_or_else(|| NeuronError::Graph {
                     graph: graph.clone(),
@@ -230,9 +278,9 @@ impl Neuron {
                     }
                     .into());
                 }
-                let t = Tensor::allocate(&rt, nc, size, &format!("{model}::{name}"))?;
+                let t = Tensor::allocate(rt, nc, size, &format!("{model}::{name}"))?;
                 t.write(0, &bytes)?;
-                self.weights.insert((model.clone(), name), Rc::new(t));
+                rank.weights.insert((model.clone(), name), Rc::new(t));
             }
         }
 
@@ -255,68 +303,89 @@ impl Neuron {
         names.sort();
         for name in names {
             let (_, size) = state_params[&name];
-            let t = Tensor::allocate(&rt, nc, size, &format!("state::{name}"))?;
+            let t = Tensor::allocate(rt, nc, size, &format!("state::{name}"))?;
             t.zero()?;
-            self.state.insert(name, Rc::new(t));
+            rank.state.insert(name, Rc::new(t));
+        }
+        let takes_rank =
+            artifact.manifest.graphs.iter().any(|g| g.parameters.iter().any(|p| p.name == specc_ir::RANK_INPUT));
+        if takes_rank {
+            let t = Tensor::allocate(rt, nc, 4, "rank")?;
+            t.write(0, &(r as i32).to_le_bytes())?;
+            rank.index = Some(Rc::new(t));
         }
 
         for g in &artifact.manifest.graphs {
-            let loaded = self.load_graph(&rt, artifact, g)?;
-            self.graphs.insert(g.name.clone(), loaded);
+            let loaded = load_graph(rt, artifact, g, &rank, r, tp)?;
+            rank.graphs.insert(g.name.clone(), loaded);
         }
-        Ok(())
+        Ok(rank)
     }
+}
 
-    fn load_graph(&self, rt: &Arc<Runtime>, artifact: &Artifact, g: &GraphEntry) -> Result<Loaded, BackendError> {
-        let nc = self.options.core;
-        let neff = artifact.read(g.neff.as_ref().expect("checked at load"))?;
-        let model = Model::load(rt, &neff, nc, &g.name)?;
-        let problems = compare(&g.name, &model.tensors()?, g)?;
-        if !problems.is_empty() {
-            return Err(NeuronError::TensorMismatch { graph: g.name.clone(), problems }.into());
-        }
-        let mut inputs = TensorSet::new(rt, &format!("inputs of `{}`", g.name))?;
-        let mut outputs = TensorSet::new(rt, &format!("outputs of `{}`", g.name))?;
-        let mut per_call = Vec::new();
-        for p in &g.parameters {
-            let bound = if p.kind == "weight" {
-                let model = p.model.clone().unwrap_or_else(|| g.model.clone());
-                self.weights[&(model, p.name.clone())].clone()
-            } else if let Some(t) = self.state.get(&p.name) {
-                t.clone()
-            } else {
-                let t = Rc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, p)?, &format!("{}::{}", g.name, p.name))?);
-                per_call.push(CallTensor {
-                    name: p.name.clone(),
-                    dtype: dtype(&g.name, p)?,
-                    shape: p.shape.clone(),
+/// One graph on one rank, its sets bound once: weights, state and the
+/// rank's index resident, a tensor for each per-call input and returned
+/// output.
+fn load_graph(
+    rt: &Arc<Runtime>,
+    artifact: &Artifact,
+    g: &GraphEntry,
+    rank: &Rank,
+    r: usize,
+    tp: usize,
+) -> Result<Loaded, BackendError> {
+    let nc = rank.core;
+    let neff = artifact.read(g.neff.as_ref().expect("checked at load"))?;
+    let model =
+        if tp > 1 { Model::load_rank(rt, &neff, nc, r, tp, &g.name)? } else { Model::load(rt, &neff, nc, &g.name)? };
+    let problems = compare(&g.name, &model.tensors()?, g)?;
+    if !problems.is_empty() {
+        return Err(NeuronError::TensorMismatch { graph: g.name.clone(), problems }.into());
+    }
+    let mut inputs = TensorSet::new(rt, &format!("inputs of `{}`", g.name))?;
+    let mut outputs = TensorSet::new(rt, &format!("outputs of `{}`", g.name))?;
+    let mut per_call = Vec::new();
+    for p in &g.parameters {
+        let bound = if p.kind == "weight" {
+            let model = p.model.clone().unwrap_or_else(|| g.model.clone());
+            rank.weights[&(model, p.name.clone())].clone()
+        } else if let Some(t) = rank.state.get(&p.name) {
+            t.clone()
+        } else if p.name == specc_ir::RANK_INPUT
+            && let Some(t) = &rank.index
+        {
+            t.clone()
+        } else {
+            let t = Rc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, p)?, &format!("{}::{}", g.name, p.name))?);
+            per_call.push(CallTensor {
+                name: p.name.clone(),
+                dtype: dtype(&g.name, p)?,
+                shape: p.shape.clone(),
+                tensor: t.clone(),
+            });
+            t
+        };
+        inputs.add(&p.neff_name, &bound)?;
+    }
+    let mut returned = Vec::new();
+    for o in &g.outputs {
+        let bound = match o.aliases_parameter {
+            // The very tensor bound as the input: updated in place.
+            Some(i) => rank.state[&g.parameters[i].name].clone(),
+            None => {
+                let t = Rc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, o)?, &format!("{}::{}", g.name, o.name))?);
+                returned.push(CallTensor {
+                    name: o.name.clone(),
+                    dtype: dtype(&g.name, o)?,
+                    shape: o.shape.clone(),
                     tensor: t.clone(),
                 });
                 t
-            };
-            inputs.add(&p.neff_name, &bound)?;
-        }
-        let mut returned = Vec::new();
-        for o in &g.outputs {
-            let bound = match o.aliases_parameter {
-                // The very tensor bound as the input: updated in place.
-                Some(i) => self.state[&g.parameters[i].name].clone(),
-                None => {
-                    let t =
-                        Rc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, o)?, &format!("{}::{}", g.name, o.name))?);
-                    returned.push(CallTensor {
-                        name: o.name.clone(),
-                        dtype: dtype(&g.name, o)?,
-                        shape: o.shape.clone(),
-                        tensor: t.clone(),
-                    });
-                    t
-                }
-            };
-            outputs.add(&o.neff_name, &bound)?;
-        }
-        Ok(Loaded { inputs, outputs, per_call, returned, model })
+            }
+        };
+        outputs.add(&o.neff_name, &bound)?;
     }
+    Ok(Loaded { inputs, outputs, per_call, returned, model })
 }
 
 impl Backend for Neuron {
@@ -325,49 +394,84 @@ impl Backend for Neuron {
     }
 
     fn description(&self) -> String {
+        let cores = match self.ranks.len() {
+            0 | 1 => format!("NeuronCore {}", self.options.core),
+            n => format!(
+                "NeuronCores {}-{} (tp {n}, one rank per core)",
+                self.options.core,
+                self.options.core + n as i32 - 1
+            ),
+        };
         match self.library() {
-            Some(l) => format!("neuron: NeuronCore {} through {l}", self.options.core),
+            Some(l) => format!("neuron: {cores} through {l}"),
             None => "neuron".into(),
         }
     }
 
     fn load(&mut self, artifact: &Artifact) -> Result<(), BackendError> {
-        if artifact.manifest.tp > 1 {
-            return Err(NeuronError::TensorParallel { tp: artifact.manifest.tp }.into());
-        }
         let result = self.load_all(artifact);
         if result.is_err() {
             // Free whatever the failed load allocated now, not at drop.
-            self.graphs.clear();
-            self.weights.clear();
-            self.state.clear();
+            self.ranks.clear();
             self.runtime = None;
         }
         result
     }
 
     fn execute(&mut self, graph: &str, inputs: &[(&str, &Literal)]) -> Result<Vec<(String, Literal)>, BackendError> {
-        let g = self.graphs.get_mut(graph).ok_or_else(|| BackendError::NoGraph(graph.into()))?;
         let err = |message: String| NeuronError::Graph { graph: graph.into(), message };
-        for c in &g.per_call {
-            let lit = inputs
-                .iter()
-                .find(|(n, _)| *n == c.name)
-                .map(|(_, l)| *l)
-                .ok_or_else(|| err(format!("missing input `{}`", c.name)))?;
-            if lit.dtype() != c.dtype || lit.shape != c.shape {
-                return Err(err(format!(
-                    "input `{}` is {}, the graph takes {}{:?}",
-                    c.name,
-                    lit.ty(),
-                    c.dtype.name(),
-                    c.shape
-                ))
-                .into());
+        // The per-call inputs, the same on every rank.
+        for rank in &self.ranks {
+            let g = rank.graphs.get(graph).ok_or_else(|| BackendError::NoGraph(graph.into()))?;
+            for c in &g.per_call {
+                let lit = inputs
+                    .iter()
+                    .find(|(n, _)| *n == c.name)
+                    .map(|(_, l)| *l)
+                    .ok_or_else(|| err(format!("missing input `{}`", c.name)))?;
+                if lit.dtype() != c.dtype || lit.shape != c.shape {
+                    return Err(err(format!(
+                        "input `{}` is {}, the graph takes {}{:?}",
+                        c.name,
+                        lit.ty(),
+                        c.dtype.name(),
+                        c.shape
+                    ))
+                    .into());
+                }
+                c.tensor.write(0, &lit.to_le_bytes())?;
             }
-            c.tensor.write(0, &lit.to_le_bytes())?;
         }
-        g.model.execute(&g.inputs, &mut g.outputs)?;
+        let mut runs: Vec<RankRun> = Vec::with_capacity(self.ranks.len());
+        for rank in &mut self.ranks {
+            let g = rank.graphs.get_mut(graph).ok_or_else(|| BackendError::NoGraph(graph.into()))?;
+            runs.push(RankRun { model: &g.model, inputs: &g.inputs, outputs: &mut g.outputs });
+        }
+        if runs.len() == 1 {
+            let run = runs.pop().expect("one rank");
+            run.go()?;
+        } else {
+            // Every rank's copy at once, each on its own thread: a collective
+            // completes only when all ranks have reached it.
+            let results: Vec<Result<(), BackendError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> =
+                    runs.into_iter().map(|run| scope.spawn(move || run.go().map_err(BackendError::from))).collect();
+                handles
+                    .into_iter()
+                    .enumerate()
+                    .map(|(r, h)| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(err(format!("rank {r}'s thread panicked in nrt_execute")).into()))
+                    })
+                    .collect()
+            });
+            for (r, result) in results.into_iter().enumerate() {
+                result.map_err(|e| err(format!("rank {r} of {}: {e}", self.ranks.len())))?;
+            }
+        }
+        // Every rank holds the same tokens and counts (decided from
+        // all-reduced logits): rank 0's cross to the host.
+        let g = &self.ranks[0].graphs[graph];
         let mut out = Vec::with_capacity(g.returned.len());
         for c in &g.returned {
             let bytes = c.tensor.read()?;

@@ -67,6 +67,9 @@ type FnInit = unsafe extern "C" fn(c_int, *const c_char, *const c_char) -> Statu
 type FnClose = unsafe extern "C" fn();
 type FnLoad = unsafe extern "C" fn(*const c_void, usize, i32, i32, *mut *mut RawModel) -> Status;
 type FnUnload = unsafe extern "C" fn(*mut RawModel) -> Status;
+/// `nrt_load_collectives(neff, size, start_nc, nc_count, g_device_id,
+/// g_device_count, &model)`.
+type FnLoadCollectives = unsafe extern "C" fn(*const c_void, usize, i32, i32, u32, u32, *mut *mut RawModel) -> Status;
 type FnAllocateSet = unsafe extern "C" fn(*mut *mut RawTensorSet) -> Status;
 type FnDestroySet = unsafe extern "C" fn(*mut *mut RawTensorSet);
 type FnAddToSet = unsafe extern "C" fn(*mut RawTensorSet, *const c_char, *mut RawTensor) -> Status;
@@ -97,6 +100,8 @@ struct Functions {
     free_tensor_info: FnFreeTensorInfo,
     /// Optional: some releases keep it out of the dynamic symbol table.
     status_as_str: Option<FnStatusAsStr>,
+    /// Only tensor-parallel artifacts need it; asked for when one loads.
+    load_collectives: Option<FnLoadCollectives>,
 }
 
 /// What went wrong talking to the runtime.
@@ -231,6 +236,8 @@ impl Runtime {
             free_tensor_info: sym!("nrt_free_model_tensor_info"),
             // SAFETY: as above.
             status_as_str: unsafe { lib.get::<FnStatusAsStr>(b"nrt_get_status_as_str\0") }.ok().map(|s| *s),
+            // SAFETY: as above.
+            load_collectives: unsafe { lib.get::<FnLoadCollectives>(b"nrt_load_collectives\0") }.ok().map(|s| *s),
         };
         let empty = c"";
         // SAFETY: documented call; the strings outlive it.
@@ -409,6 +416,33 @@ impl Model {
         // SAFETY: documented call; the runtime copies what it needs from `neff`.
         let code = unsafe { (rt.f.load)(neff.as_ptr().cast(), neff.len(), nc, 1, &mut raw) };
         rt.check("nrt_load", code, || format!("graph `{name}` ({} bytes of NEFF) on NeuronCore {nc}", neff.len()))?;
+        Ok(Model { rt: rt.clone(), raw, name: name.to_string() })
+    }
+
+    /// `nrt_load_collectives` of `neff` on core `nc` as rank `rank` of
+    /// `ranks`: the runtime joins this copy's collectives with the other
+    /// ranks' copies (the communicator comes from
+    /// `NEURON_RT_ROOT_COMM_ID`).
+    pub fn load_rank(
+        rt: &Arc<Runtime>,
+        neff: &[u8],
+        nc: i32,
+        rank: usize,
+        ranks: usize,
+        name: &str,
+    ) -> Result<Model, NrtError> {
+        let load = rt.f.load_collectives.ok_or_else(|| NrtError::MissingSymbol {
+            library: rt.path.clone(),
+            symbol: "nrt_load_collectives",
+            detail: "a tensor-parallel artifact needs it (Neuron runtime 2.x)".into(),
+        })?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: documented call (nc_count -1: deprecated, the runtime's
+        // default); the runtime copies what it needs from `neff`.
+        let code = unsafe { load(neff.as_ptr().cast(), neff.len(), nc, -1, rank as u32, ranks as u32, &mut raw) };
+        rt.check("nrt_load_collectives", code, || {
+            format!("graph `{name}` ({} bytes of NEFF) on NeuronCore {nc} as rank {rank} of {ranks}", neff.len())
+        })?;
         Ok(Model { rt: rt.clone(), raw, name: name.to_string() })
     }
 
