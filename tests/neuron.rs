@@ -146,6 +146,8 @@ impl Double {
             sessions: Mutex::new(HashMap::new()),
             group: Mutex::new(None),
             error: Mutex::new(None),
+            fail_rank: Mutex::new(None),
+            calls: Mutex::new(HashMap::new()),
         });
         self.set_execute(Some(execute), &*device as *const Device as *mut c_void);
         device
@@ -169,6 +171,9 @@ struct Device {
     sessions: Mutex<HashMap<(String, usize), Arc<Session<Cpu>>>>,
     group: Mutex<Option<Arc<specc_interp::RankGroup>>>,
     error: Mutex<Option<String>>,
+    /// (rank, calls): that rank's executes after its first `calls` fail.
+    fail_rank: Mutex<Option<(usize, usize)>>,
+    calls: Mutex<HashMap<usize, usize>>,
 }
 
 impl Device {
@@ -180,6 +185,25 @@ impl Device {
         inputs: &[(&str, &[u8])],
         outputs: &mut [(&str, &mut [u8])],
     ) -> Result<(), String> {
+        let calls = {
+            let mut c = self.calls.lock().unwrap();
+            let n = c.entry(rank).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if let Some((r, after)) = *self.fail_rank.lock().unwrap()
+            && r == rank
+            && calls > after
+        {
+            // A core that fails mid-call: the ranks waiting for it at a
+            // collective are released with an error, as the runtime's
+            // collective timeout would.
+            let why = format!("injected device failure on rank {rank}");
+            if let Some(g) = self.group.lock().unwrap().as_ref() {
+                g.poison(&why);
+            }
+            return Err(why);
+        }
         let entry = self.artifact.manifest.graph(graph).map_err(|e| e.to_string())?.clone();
         let buffer = |name: &str| inputs.iter().find(|(n, _)| *n == name).map(|(_, b)| *b);
         let value = |p: &specc_artifact::TensorEntry| -> Result<Value<Cpu>, String> {
@@ -722,6 +746,16 @@ fn a_tensor_parallel_artifact_runs_one_rank_per_core_through_the_collectives() {
         );
     }
     assert!(accepted > 0, "no proposal was accepted: the comparison proves little");
+    // Rank 1's core fails a few calls on: the call returns (rank 0 is not
+    // left waiting at the all-reduce), the error names every failing rank,
+    // and everything is freed.
+    *device.fail_rank.lock().unwrap() = Some((1, device.calls.lock().unwrap().get(&1).copied().unwrap_or(0) + 3));
+    let e =
+        engine.generate(&prompt(), &cases[1].1, &mut |_| {}).err().expect("a failing rank fails the call").to_string();
+    assert!(e.contains("2 of 2 ranks failed") && e.contains("rank 1: nrt_execute failed"), "{e}");
+    let device_error = device.error.lock().unwrap().clone().unwrap_or_default();
+    assert!(device_error.contains("injected device failure on rank 1"), "{device_error}");
+    eprintln!("a rank failing mid-call: {e}");
     drop(engine);
     double.set_execute(None, std::ptr::null_mut());
     double.assert_clean("after the engine is dropped");

@@ -5,7 +5,14 @@
 //! model", collected from the AWS Neuron documentation): NeuronCores per
 //! chip, dense bf16 and fp32 peaks, HBM size and bandwidth, chip-to-chip
 //! NeuronLink bandwidth. Instances: trn1.2xlarge = 1 Trn1 chip,
-//! trn1.32xlarge = 16 Trn1 chips, trn2.48xlarge = 16 Trn2 chips.
+//! trn1.32xlarge = 16 Trn1 chips, trn2.48xlarge = 16 Trn2 chips; inf2.xlarge
+//! and inf2.8xlarge = 1 Inferentia2 chip, inf2.24xlarge = 6, inf2.48xlarge =
+//! 12 (AWS's Inferentia2 architecture page: 2 NeuronCore-v2, 190 bf16 /
+//! 47.5 fp32 TFLOPS, 32 GiB HBM at 820 GB/s per chip, the same core as
+//! Trn1's; its NeuronLink-v2 figure, 192 GB/s per chip, is not in the notes
+//! and is uncalibrated). An inf2 instance's tp degrees are the powers of two
+//! that fit it (`specc compile --tp` takes powers of two): NxD's tp 24 on
+//! inf2.48xlarge pads query heads, which specc does not.
 //!
 //! A tensor-parallel *rank* is the unit the runtime exposes as a
 //! NeuronCore. On Trn1 that is one physical NeuronCore-v2. On Trn2 it is a
@@ -59,6 +66,16 @@ pub const TRN2: Chip = Chip {
     link_bandwidth: 1280e9,
 };
 
+pub const INF2: Chip = Chip {
+    name: "Inferentia2",
+    cores: 2,
+    bf16_flops: 190e12,
+    fp32_flops: 47.5e12,
+    hbm_bytes: 32 * GIB,
+    hbm_bandwidth: 820e9,
+    link_bandwidth: 192e9,
+};
+
 /// An EC2 instance: chips, and how many physical cores make one rank.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Instance {
@@ -71,10 +88,14 @@ pub struct Instance {
     pub tp_degrees: &'static [usize],
 }
 
-pub const INSTANCES: [Instance; 3] = [
+pub const INSTANCES: [Instance; 7] = [
     Instance { name: "trn1.2xlarge", chip: TRN1, chips: 1, cores_per_rank: 1, tp_degrees: &[1, 2] },
     Instance { name: "trn1.32xlarge", chip: TRN1, chips: 16, cores_per_rank: 1, tp_degrees: &[1, 2, 8, 16, 32] },
     Instance { name: "trn2.48xlarge", chip: TRN2, chips: 16, cores_per_rank: 2, tp_degrees: &[1, 2, 4, 8, 16, 32, 64] },
+    Instance { name: "inf2.xlarge", chip: INF2, chips: 1, cores_per_rank: 1, tp_degrees: &[1, 2] },
+    Instance { name: "inf2.8xlarge", chip: INF2, chips: 1, cores_per_rank: 1, tp_degrees: &[1, 2] },
+    Instance { name: "inf2.24xlarge", chip: INF2, chips: 6, cores_per_rank: 1, tp_degrees: &[1, 2, 4, 8] },
+    Instance { name: "inf2.48xlarge", chip: INF2, chips: 12, cores_per_rank: 1, tp_degrees: &[1, 2, 4, 8, 16] },
 ];
 
 pub fn instance(name: &str) -> Option<Instance> {
@@ -163,7 +184,14 @@ mod tests {
         assert_eq!(instance("trn1.2xlarge").unwrap().ranks(), 2);
         assert!(instance("p5.48xlarge").is_none());
         for i in INSTANCES {
-            assert_eq!(*i.tp_degrees.last().unwrap(), i.ranks(), "{}", i.name);
+            let largest = *i.tp_degrees.last().unwrap();
+            assert!(largest <= i.ranks() && largest.is_power_of_two(), "{}", i.name);
+            if i.chip.name != "Inferentia2" {
+                assert_eq!(largest, i.ranks(), "{}", i.name);
+            }
         }
+        let inf = instance("inf2.48xlarge").unwrap();
+        assert_eq!(inf.ranks(), 24);
+        assert_eq!(inf.rank_hbm(), 16 * GIB);
     }
 }

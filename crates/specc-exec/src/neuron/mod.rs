@@ -465,8 +465,16 @@ impl Backend for Neuron {
                     })
                     .collect()
             });
-            for (r, result) in results.into_iter().enumerate() {
-                result.map_err(|e| err(format!("rank {r} of {}: {e}", self.ranks.len())))?;
+            // Every failing rank is named: the first to fail is the cause,
+            // the others may only report that a collective was abandoned.
+            let ranks = self.ranks.len();
+            let failed: Vec<String> = results
+                .into_iter()
+                .enumerate()
+                .filter_map(|(r, result)| result.err().map(|e| format!("rank {r}: {e}")))
+                .collect();
+            if !failed.is_empty() {
+                return Err(err(format!("{} of {ranks} ranks failed: {}", failed.len(), failed.join("; "))).into());
             }
         }
         // Every rank holds the same tokens and counts (decided from
