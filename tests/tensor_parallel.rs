@@ -191,13 +191,16 @@ fn the_pair_generates_the_unsharded_tokens_on_xla_devices() {
 }
 
 /// Every fixture architecture (gpt2's fused QKV among them), at tp 2 and at
-/// tp 4 (twice their 2 KV heads): plain decoding gives the unmodified
-/// export's greedy tokens, and speculation with the target as its own
-/// draft (every proposal accepted) and with a contrarian draft (every
-/// proposal rejected), both sharded like the target, gives them too.
+/// tp 4 (twice their 2 KV heads), on interpreter ranks and on N XLA CPU
+/// devices: plain decoding gives the unmodified export's greedy tokens, and
+/// speculation with the target as its own draft (every proposal accepted)
+/// and with a contrarian draft (every proposal rejected), both sharded like
+/// the target, gives them too.
 #[test]
 fn every_fixture_architecture_decodes_the_exports_tokens_at_tp_2_and_4() {
     const NEW: usize = 40;
+    let plugin = plugin();
+    let cache = ExecutableCache::Dir(tmp("fixture-pjrt-cache"));
     for arch in ARCHS {
         let path = fixture(arch).join("with_past/model.onnx");
         let target = decoder("target", &path);
@@ -216,11 +219,8 @@ fn every_fixture_architecture_decodes_the_exports_tokens_at_tp_2_and_4() {
                     &spec,
                     vec![1],
                 );
-                let mut e = Engine::load(&a, Reference::default()).unwrap();
-                for mode in [Mode::Plain, Mode::Draft, Mode::PromptLookup { max_ngram: 3 }] {
-                    let o = GenerateOptions { ignore_eos: true, ..GenerateOptions::greedy(NEW, mode) };
-                    let got = e.generate(&prompt, &o, &mut |_| {}).unwrap();
-                    let what = format!("{arch} tp {tp} {mode:?} draft {draft_name}");
+                let check = |backend: &str, got: Generation, mode: Mode| {
+                    let what = format!("{arch} tp {tp} {mode:?} draft {draft_name} on {backend}");
                     assert_eq!(got.tokens, want, "{what}");
                     if mode == Mode::Draft {
                         let (accepted, drafted) = (got.metrics.num_accepted_tokens, got.metrics.num_draft_tokens);
@@ -230,6 +230,18 @@ fn every_fixture_architecture_decodes_the_exports_tokens_at_tp_2_and_4() {
                             _ => assert_eq!(accepted, 0, "{what}: a draft that never agrees"),
                         }
                     }
+                };
+                let greedy = |mode| GenerateOptions { ignore_eos: true, ..GenerateOptions::greedy(NEW, mode) };
+                let mut e = Engine::load(&a, Reference::default()).unwrap();
+                for mode in [Mode::Plain, Mode::Draft, Mode::PromptLookup { max_ngram: 3 }] {
+                    check("interpreter ranks", e.generate(&prompt, &greedy(mode), &mut |_| {}).unwrap(), mode);
+                }
+                // The same whole generations on N XLA CPU devices.
+                let options =
+                    PjrtOptions { plugin: Some(PluginChoice::Path(plugin.clone())), cache: cache.clone(), devices: 1 };
+                let mut e = Engine::load(&a, Pjrt::new(options)).unwrap();
+                for mode in [Mode::Plain, Mode::Draft] {
+                    check("XLA CPU devices", e.generate(&prompt, &greedy(mode), &mut |_| {}).unwrap(), mode);
                 }
             }
         }
