@@ -549,7 +549,7 @@ pub fn estimate_report(dir: &Path, o: &EstimateOptions) -> Result<Estimate, Esti
         tp,
         compiled_tp: artifact.manifest.tp,
         tp_choice,
-        rank_resident_bytes: tp::rank_resident(&cost.resident, if artifact.manifest.tp > 1 { 1 } else { tp }),
+        rank_resident_bytes: tp::rank_resident(&cost.resident, tp::remaining_split(artifact.manifest.tp, tp)),
         rank_hbm_bytes: inst.rank_hbm(),
         params,
         calibration,

@@ -29,7 +29,7 @@ mod weights;
 
 pub use manifest::*;
 pub use output::OutputPolicy;
-pub use read::Artifact;
+pub use read::{Artifact, RankWeights};
 pub use staging::Staging;
 pub use weights::{link_weights, shape_only_from, shape_only_weights};
 

@@ -126,7 +126,7 @@ impl Artifact {
 
     /// The weights every rank of a sharded model holds alike (all of them
     /// for a model that is not sharded).
-    pub fn replicated_weights(&self, model: &str) -> Result<WeightStore, ArtifactError> {
+    fn replicated_weights(&self, model: &str) -> Result<WeightStore, ArtifactError> {
         match &self.manifest.model(model)?.weights {
             Weights::Sharded { replicated, .. } => self.store(model, replicated),
             w => self.store(model, w),
@@ -135,7 +135,7 @@ impl Artifact {
 
     /// Rank `rank`'s own blocks of a sharded model's split weights; `None`
     /// for a model whose weights are whole on every rank.
-    pub fn rank_blocks(&self, model: &str, rank: usize) -> Result<Option<WeightStore>, ArtifactError> {
+    fn rank_blocks(&self, model: &str, rank: usize) -> Result<Option<WeightStore>, ArtifactError> {
         match &self.manifest.model(model)?.weights {
             Weights::Sharded { ranks, .. } => {
                 let part = ranks.get(rank).ok_or_else(|| ArtifactError::Inconsistent {
@@ -146,6 +146,20 @@ impl Artifact {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Every rank's view of a model's weights, each file read (and
+    /// checksummed) once: what a backend loading all ranks uses, instead of
+    /// `rank_weights` per rank (which would read the replicated file again
+    /// for every rank).
+    pub fn rank_stores(&self, model: &str) -> Result<RankWeights, ArtifactError> {
+        let blocks = match &self.manifest.model(model)?.weights {
+            Weights::Sharded { ranks, .. } => {
+                ranks.iter().map(|part| self.store(model, part)).collect::<Result<_, _>>()?
+            }
+            _ => vec![],
+        };
+        Ok(RankWeights { replicated: self.replicated_weights(model)?, blocks })
     }
 
     /// The store of one part of a model's weights.
@@ -213,5 +227,21 @@ impl Artifact {
             }
         }
         Ok(store)
+    }
+}
+
+/// A model's weights as its ranks hold them (see [`Artifact::rank_stores`]).
+pub struct RankWeights {
+    /// What every rank holds alike (everything, for a model not sharded).
+    pub replicated: WeightStore,
+    /// Per rank, its blocks of the split weights (empty when not sharded).
+    pub blocks: Vec<WeightStore>,
+}
+
+impl RankWeights {
+    /// Rank `rank`'s `name`: its block of a split weight, else the weight
+    /// every rank holds.
+    pub fn get(&self, rank: usize, name: &str) -> Option<&specc_ir::WeightEntry> {
+        self.blocks.get(rank).and_then(|b| b.get(name)).or_else(|| self.replicated.get(name))
     }
 }

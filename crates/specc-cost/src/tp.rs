@@ -52,10 +52,16 @@ pub struct Collectives {
     pub seconds: f64,
 }
 
-/// The ranks the estimate still has to split a graph's counts over: `tp`
-/// for an unsharded graph, 1 for a rank program (already split).
+/// The ranks the estimate still has to split counts over at `tp`, for
+/// graphs built for `built_tp` ranks: `tp` for unsharded graphs, 1 for rank
+/// programs (already split).
+pub fn remaining_split(built_tp: usize, tp: usize) -> usize {
+    if built_tp > 1 { 1 } else { tp.max(1) }
+}
+
+/// [`remaining_split`] for one graph's counts.
 pub fn analytic_split(c: &Counts, tp: usize) -> usize {
-    if c.built_tp > 1 { 1 } else { tp.max(1) }
+    remaining_split(c.built_tp, tp)
 }
 
 /// A rank program's collectives are its own all-reduce nodes. An unsharded

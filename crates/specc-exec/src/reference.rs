@@ -116,11 +116,10 @@ impl<B: burn_backend::Backend> Backend for Reference<B> {
         let mut shared: HashMap<String, HashMap<String, Value<B>>> = HashMap::new();
         let mut blocks: HashMap<(String, usize), HashMap<String, Value<B>>> = HashMap::new();
         for m in &artifact.manifest.models {
-            upload(&artifact.replicated_weights(&m.name)?, shared.entry(m.name.clone()).or_default())?;
-            for r in 0..tp {
-                if let Some(store) = artifact.rank_blocks(&m.name, r)? {
-                    upload(&store, blocks.entry((m.name.clone(), r)).or_default())?;
-                }
+            let stores = artifact.rank_stores(&m.name)?;
+            upload(&stores.replicated, shared.entry(m.name.clone()).or_default())?;
+            for (r, store) in stores.blocks.iter().enumerate() {
+                upload(store, blocks.entry((m.name.clone(), r)).or_default())?;
             }
         }
         self.state = (0..tp).map(|_| HashMap::new()).collect();

@@ -168,12 +168,8 @@ impl DecoderModel {
         let Some(s) = &self.sharding else { return Ok(self.weights.clone()) };
         let mut out = WeightStore::new();
         for name in names {
-            let role = s.roles.get(name).copied().unwrap_or(WeightRole::Replicated);
-            let bad = |why: String| SpecError::Shard {
-                model: self.role.clone(),
-                tp: s.tp,
-                why: specc_opt::ShardError { node: name.clone(), op: "weight", tp: s.tp, why },
-            };
+            let role = self.weight_role(name);
+            let bad = |why: String| self.weight_error(name, why);
             let e = self.weights.get(name).ok_or_else(|| bad("no data for it".into()))?;
             if role == WeightRole::Replicated {
                 out.insert(name.clone(), e.ty.clone(), e.bytes.clone()).map_err(bad)?;
@@ -193,14 +189,16 @@ impl DecoderModel {
         names
             .iter()
             .map(|n| {
-                let e = self.weights.get(n).ok_or_else(|| SpecError::Shard {
-                    model: self.role.clone(),
-                    tp,
-                    why: specc_opt::ShardError { node: n.clone(), op: "weight", tp, why: "no data for it".into() },
-                })?;
+                let e = self.weights.get(n).ok_or_else(|| self.weight_error(n, "no data for it".into()))?;
                 Ok((n.clone(), specc_opt::local_weight_type(&e.ty, self.weight_role(n), tp)))
             })
             .collect()
+    }
+
+    /// A sharding error about weight `name`.
+    fn weight_error(&self, name: &str, why: String) -> SpecError {
+        let tp = self.sharding.as_ref().map_or(1, |s| s.tp);
+        self.shard_error(tp, specc_opt::ShardError { node: name.to_string(), op: "weight", tp, why })
     }
 
     /// The role of weight `name` (replicated when the model is not sharded).
@@ -217,17 +215,12 @@ impl DecoderModel {
         let plan = self.plan(&g, s.tp)?;
         for (w, role) in g.weights().iter().zip(&plan.weights) {
             if s.roles.get(&w.name) != Some(role) {
-                return Err(self.shard_error(
-                    s.tp,
-                    specc_opt::ShardError {
-                        node: w.name.clone(),
-                        op: "weight",
-                        tp: s.tp,
-                        why: format!(
-                            "the step of {t} tokens splits it as {role:?}, the decode step as {:?}",
-                            s.roles.get(&w.name)
-                        ),
-                    },
+                return Err(self.weight_error(
+                    &w.name,
+                    format!(
+                        "the step of {t} tokens splits it as {role:?}, the decode step as {:?}",
+                        s.roles.get(&w.name)
+                    ),
                 ));
             }
         }

@@ -18,7 +18,7 @@ pub mod nrt;
 
 use crate::backend::{Backend, BackendError};
 use nrt::{Model, NrtError, Runtime, Tensor, TensorInfo, TensorSet};
-use specc_artifact::{Artifact, GraphEntry, TensorEntry};
+use specc_artifact::{Artifact, GraphEntry, RankWeights, TensorEntry};
 use specc_ir::{DType, Literal};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -234,10 +234,16 @@ impl Neuron {
         if tp > 1 && std::env::var_os("NEURON_RT_ROOT_COMM_ID").is_none() {
             return Err(NeuronError::NoRootComm { tp }.into());
         }
+        // Each model's weight files read (and checksummed) once, for
+        // every rank.
+        let mut stores = BTreeMap::new();
+        for m in &artifact.manifest.models {
+            stores.insert(m.name.clone(), artifact.rank_stores(&m.name)?);
+        }
         let rt = Runtime::open(self.options.library.as_deref())?;
         self.runtime = Some(rt.clone());
         for r in 0..tp {
-            let rank = self.load_rank(&rt, artifact, r, tp)?;
+            let rank = self.load_rank(&rt, artifact, &stores, r, tp)?;
             self.ranks.push(rank);
         }
         Ok(())
@@ -245,13 +251,19 @@ impl Neuron {
 
     /// Rank `r` of `tp` on NeuronCore `core + r`: its weights (its blocks
     /// of the split ones), its zeroed caches, every graph loaded for it.
-    fn load_rank(&self, rt: &Arc<Runtime>, artifact: &Artifact, r: usize, tp: usize) -> Result<Rank, BackendError> {
+    fn load_rank(
+        &self,
+        rt: &Arc<Runtime>,
+        artifact: &Artifact,
+        stores: &BTreeMap<String, RankWeights>,
+        r: usize,
+        tp: usize,
+    ) -> Result<Rank, BackendError> {
         let nc = self.options.core + r as i32;
         let mut rank =
             Rank { core: nc, graphs: HashMap::new(), weights: HashMap::new(), state: HashMap::new(), index: None };
 
-        // Weights: each model's store opened (read and checksummed) once,
-        // each weight some graph reads uploaded once.
+        // Weights: each weight some graph reads uploaded once.
         let mut wanted: BTreeMap<String, BTreeMap<String, (String, usize)>> = BTreeMap::new();
         for g in &artifact.manifest.graphs {
             for p in g.parameters.iter().filter(|p| p.kind == "weight") {
@@ -261,9 +273,8 @@ impl Neuron {
             }
         }
         for (model, names) in wanted {
-            let store = artifact.rank_weights(&model, r)?;
             for (name, (graph, size)) in names {
-                let w = store.get(&name).ok_or_else(|| NeuronError::Graph {
+                let w = stores.get(&model).and_then(|s| s.get(r, &name)).ok_or_else(|| NeuronError::Graph {
                     graph: graph.clone(),
                     message: format!("no weight `{name}` in model `{model}`"),
                 })?;
@@ -323,6 +334,25 @@ impl Neuron {
     }
 }
 
+/// A tensor of its own for `t`, a per-call input or a returned output of
+/// `graph`, recorded in `list`.
+fn call_tensor(
+    rt: &Arc<Runtime>,
+    nc: i32,
+    graph: &str,
+    t: &TensorEntry,
+    list: &mut Vec<CallTensor>,
+) -> Result<Rc<Tensor>, BackendError> {
+    let tensor = Rc::new(Tensor::allocate(rt, nc, bytes_of(graph, t)?, &format!("{graph}::{}", t.name))?);
+    list.push(CallTensor {
+        name: t.name.clone(),
+        dtype: dtype(graph, t)?,
+        shape: t.shape.clone(),
+        tensor: tensor.clone(),
+    });
+    Ok(tensor)
+}
+
 /// One graph on one rank, its sets bound once: weights, state and the
 /// rank's index resident, a tensor for each per-call input and returned
 /// output.
@@ -356,14 +386,7 @@ fn load_graph(
         {
             t.clone()
         } else {
-            let t = Rc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, p)?, &format!("{}::{}", g.name, p.name))?);
-            per_call.push(CallTensor {
-                name: p.name.clone(),
-                dtype: dtype(&g.name, p)?,
-                shape: p.shape.clone(),
-                tensor: t.clone(),
-            });
-            t
+            call_tensor(rt, nc, &g.name, p, &mut per_call)?
         };
         inputs.add(&p.neff_name, &bound)?;
     }
@@ -372,16 +395,7 @@ fn load_graph(
         let bound = match o.aliases_parameter {
             // The very tensor bound as the input: updated in place.
             Some(i) => rank.state[&g.parameters[i].name].clone(),
-            None => {
-                let t = Rc::new(Tensor::allocate(rt, nc, bytes_of(&g.name, o)?, &format!("{}::{}", g.name, o.name))?);
-                returned.push(CallTensor {
-                    name: o.name.clone(),
-                    dtype: dtype(&g.name, o)?,
-                    shape: o.shape.clone(),
-                    tensor: t.clone(),
-                });
-                t
-            }
+            None => call_tensor(rt, nc, &g.name, o, &mut returned)?,
         };
         outputs.add(&o.neff_name, &bound)?;
     }

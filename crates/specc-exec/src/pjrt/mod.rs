@@ -376,14 +376,14 @@ impl Pjrt {
             if used.is_empty() {
                 continue;
             }
+            let stores = artifact.rank_stores(&m.name)?;
             for rank in 0..devices {
-                let store = artifact.rank_weights(&m.name, rank)?;
                 for p in &used {
                     let key = (m.name.clone(), p.name.clone());
                     if self.weights.get(&key).is_some_and(|b| b.len() > rank) {
                         continue;
                     }
-                    let e = store.get(&p.name).ok_or_else(|| PjrtBackendError::Graph {
+                    let e = stores.get(rank, &p.name).ok_or_else(|| PjrtBackendError::Graph {
                         graph: m.name.clone(),
                         message: format!("no weight `{}` in model `{}`", p.name, m.name),
                     })?;
