@@ -14,6 +14,8 @@
 
 use crate::neff_cache::{self, CacheSetting, Fetch, NeffCache};
 use crate::neuronx::{self, NeuronxOptions};
+use crate::tensor_parallel;
+pub use crate::tensor_parallel::{DraftPlacement, TP_DEGREES};
 use crate::text::{TOKENIZER_FILE, Text, TextError, find_tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 use specc_artifact::{
@@ -116,29 +118,6 @@ pub struct CompileOptions {
     /// How the draft runs under tensor parallelism.
     pub draft_placement: DraftPlacement,
 }
-
-/// Where the draft's weights live when the target is sharded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DraftPlacement {
-    /// Split like the target (two all-reduces per layer in each draft step).
-    Sharded,
-    /// Whole on every rank: no collectives in the K draft steps, but every
-    /// rank reads all of the draft's weights each step.
-    Replicated,
-}
-
-impl DraftPlacement {
-    pub fn parse(s: &str) -> Result<DraftPlacement, String> {
-        match s {
-            "sharded" => Ok(DraftPlacement::Sharded),
-            "replicated" => Ok(DraftPlacement::Replicated),
-            _ => Err(format!("`{s}`: the draft is `sharded` (like the target) or `replicated` (whole on every rank)")),
-        }
-    }
-}
-
-/// The tensor-parallel degrees `--tp` compiles.
-pub const TP_DEGREES: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
 
 impl Default for CompileOptions {
     fn default() -> Self {
@@ -482,8 +461,13 @@ impl Emitter<'_> {
     }
 
     /// The weights of `model` that its graphs read, copied or linked.
+    /// The weights of `model` that some emitted graph reads.
+    fn used_names(&self, model: &str) -> Vec<String> {
+        self.used_weights.get(model).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
     fn weights(&mut self, model: &str, store: &WeightStore) -> Result<Weights, CompileError> {
-        let names: Vec<String> = self.used_weights.get(model).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let names = self.used_names(model);
         self.pb.set_message(format!("writing the weights of {model}"));
         self.weights_file(&format!("weights/{model}.safetensors"), store, &names)
     }
@@ -492,8 +476,7 @@ impl Emitter<'_> {
     /// weights once and each rank's blocks in a file of its own.
     fn model_weights(&mut self, m: &DecoderModel) -> Result<Weights, CompileError> {
         let Some(sharding) = &m.sharding else { return self.weights(&m.role, &m.weights) };
-        let names: Vec<String> =
-            self.used_weights.get(&m.role).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let names = self.used_names(&m.role);
         let (split, whole): (Vec<String>, Vec<String>) =
             names.into_iter().partition(|n| m.weight_role(n) != specc_opt::WeightRole::Replicated);
         if self.o.weights == WeightMode::Link {
@@ -521,20 +504,19 @@ impl Emitter<'_> {
     /// `names` of `store` as the weight mode wants them (the file only for
     /// copied weights).
     fn weights_file(&mut self, file: &str, store: &WeightStore, names: &[String]) -> Result<Weights, CompileError> {
-        let names = names.to_vec();
         match (self.o.weights, self.o.dtype) {
             (WeightMode::Link, DType::BF16) => Err(CompileError::Usage(
                 "--weights link keeps the source's f32 weights; it cannot be combined with --dtype bf16".into(),
             )),
             (WeightMode::Link, _) => {
-                Ok(specc_artifact::link_weights(store, &names, self.o.allow_external_data_outside)?)
+                Ok(specc_artifact::link_weights(store, names, self.o.allow_external_data_outside)?)
             }
-            (WeightMode::None, dtype) => Ok(specc_artifact::shape_only_weights(store, &names, dtype)?),
+            (WeightMode::None, dtype) => Ok(specc_artifact::shape_only_weights(store, names, dtype)?),
             (WeightMode::Copy, DType::BF16) => {
-                let converted = specc_opt::weights_to_bf16(store, &names).map_err(specc_opt::OptError::Ir)?;
-                Ok(self.staging.write_weights(file, &converted, &names)?)
+                let converted = specc_opt::weights_to_bf16(store, names).map_err(specc_opt::OptError::Ir)?;
+                Ok(self.staging.write_weights(file, &converted, names)?)
             }
-            (WeightMode::Copy, _) => Ok(self.staging.write_weights(file, store, &names)?),
+            (WeightMode::Copy, _) => Ok(self.staging.write_weights(file, store, names)?),
         }
     }
 
@@ -884,46 +866,15 @@ fn emit_generation(
     spec: &SpecConfig,
 ) -> Result<String, CompileError> {
     let t0 = Instant::now();
-    if !TP_DEGREES.contains(&o.tp) {
-        return Err(CompileError::Usage(format!("--tp {} is not one of {TP_DEGREES:?}", o.tp)));
-    }
     let mut e = emitter(staging, out, o, spinner("building the speculation graphs"));
     e.warn(warnings);
     e.roles = vec!["target", "draft"];
     // Tensor parallelism: the target split across the ranks, the draft
     // split alike or whole on every rank.
-    let sharded_target;
-    let sharded_draft;
-    let (target, draft) = if o.tp > 1 {
-        e.pb.set_message(format!("sharding the target across {} ranks", o.tp));
-        sharded_target = target.sharded(o.tp)?;
-        let t = sharded_target.sharding.as_ref().expect("sharded");
-        writeln!(
-            e.report,
-            "tensor parallel: tp {}, the target's {} KV heads as {} per rank, {} all-reduces per step",
-            o.tp, target.kv_heads, t.local_kv_heads, t.all_reduces_per_step
-        )
-        .unwrap();
-        let draft = match draft {
-            Some((d, source)) => {
-                let tp = if o.draft_placement == DraftPlacement::Sharded { o.tp } else { 1 };
-                sharded_draft = d.sharded(tp).map_err(CompileError::DraftShard)?;
-                writeln!(
-                    e.report,
-                    "tensor parallel: the draft is {}",
-                    match &sharded_draft.sharding {
-                        Some(s) => format!("sharded like the target ({} all-reduces per step)", s.all_reduces_per_step),
-                        None => "replicated on every rank (no collectives in its steps)".into(),
-                    }
-                )
-                .unwrap();
-                Some((&sharded_draft, source))
-            }
-            None => None,
-        };
-        (&sharded_target, draft)
-    } else {
-        (target, draft)
+    let sharded = tensor_parallel::shard_models(target, draft.map(|(d, _)| d), o, &mut e.report, &e.pb)?;
+    let (target, draft) = match &sharded {
+        Some(s) => (&s.target, draft.zip(s.draft.as_ref()).map(|((_, source), d)| (d, source))),
+        None => (target, draft),
     };
     if let Some((bytes, origin)) = &sources.tokenizer {
         let text = Text::from_bytes(bytes, origin)?;
